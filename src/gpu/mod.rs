@@ -1,0 +1,15 @@
+//! The GPU layer: adapter choice, the device and its limits, tensors, the buffer pool, the pipeline cache and
+//! command batching. Everything above this folder talks to wgpu only through [`Gpu`].
+
+mod adapter;
+mod context;
+mod error;
+mod pool;
+mod shader;
+mod tensor;
+
+pub use adapter::{describe_adapters, AdapterSummary, Caps};
+pub use context::{spread, Gpu, GpuOptions, MemoryStats, Pipeline};
+pub use error::GpuError;
+pub use shader::{Access, Family, Spec};
+pub use tensor::{Binding, DType, GpuTensor};

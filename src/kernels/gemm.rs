@@ -1,0 +1,664 @@
+//! Launcher for `shaders/gemm.wgsl`: `y = x·Wᵀ (+ bias) (→ GELU-tanh | SiLU)`, or the gated residual
+//! `y += (x·Wᵀ + bias) ⊙ g`, with W in PyTorch's `[out, in]` layout and any of the weight formats below.
+//!
+//! Weights are repacked once, on the host, into the k-major word layout the shader reads (see the shader header);
+//! [`PackedWeight`] does that and can undo it for tests. A weight larger than one binding is split along k and
+//! accumulated; activations larger than one binding are split along rows.
+
+use crate::gpu::{spread, Access, DType, Family, Gpu, GpuTensor, Spec};
+
+use super::{Check, KernelError};
+
+pub static FAMILY: Family = Family {
+    name: "gemm",
+    source: include_str!("../../shaders/gemm.wgsl"),
+};
+const W_F32: &str = include_str!("../../shaders/common/w_f32.wgsl");
+const W_F16: &str = include_str!("../../shaders/common/w_f16.wgsl");
+const W_BF16: &str = include_str!("../../shaders/common/w_bf16.wgsl");
+const W_Q8: &str = include_str!("../../shaders/common/w_q8.wgsl");
+const W_Q4: &str = include_str!("../../shaders/common/w_q4.wgsl");
+const W_FP8: &str = include_str!("../../shaders/common/w_fp8.wgsl");
+
+/// Rows of y per workgroup (`TM` in the shader); each invocation owns 4 columns.
+const TM: usize = 4;
+
+/// How a weight matrix is stored on the GPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WeightFormat {
+    F32,
+    F16,
+    BF16,
+    /// int8 in blocks of 32 along k, one f16 scale per block.
+    Q8,
+    /// 4-bit in blocks of 32 along k, one f16 scale per block.
+    Q4,
+    /// float8 e4m3fn with one scale per output channel.
+    Fp8,
+}
+
+impl WeightFormat {
+    pub const ALL: [WeightFormat; 6] = [
+        Self::F32,
+        Self::F16,
+        Self::BF16,
+        Self::Q8,
+        Self::Q4,
+        Self::Fp8,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::F16 => "f16",
+            Self::BF16 => "bf16",
+            Self::Q8 => "q8",
+            Self::Q4 => "q4",
+            Self::Fp8 => "fp8",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.name() == s)
+    }
+
+    /// Values of k per 32-bit word.
+    fn per_word(self) -> usize {
+        match self {
+            Self::F32 => 1,
+            Self::F16 | Self::BF16 => 2,
+            Self::Q8 | Self::Fp8 => 4,
+            Self::Q4 => 8,
+        }
+    }
+
+    /// k is padded with zeros to a multiple of this.
+    fn k_align(self) -> usize {
+        match self {
+            Self::Q8 | Self::Q4 => 32,
+            _ => 4,
+        }
+    }
+
+    fn snippet(self) -> &'static str {
+        match self {
+            Self::F32 => W_F32,
+            Self::F16 => W_F16,
+            Self::BF16 => W_BF16,
+            Self::Q8 => W_Q8,
+            Self::Q4 => W_Q4,
+            Self::Fp8 => W_FP8,
+        }
+    }
+
+    /// Bytes per stored weight, scales included (for memory planning).
+    pub fn bits_per_weight(self) -> f64 {
+        match self {
+            Self::F32 => 32.0,
+            Self::F16 | Self::BF16 => 16.0,
+            Self::Q8 => 8.0 + 16.0 / 32.0,
+            Self::Q4 => 4.0 + 16.0 / 32.0,
+            Self::Fp8 => 8.0,
+        }
+    }
+}
+
+/// A weight matrix `[n, k]` in the GPU word layout, still on the host.
+#[derive(Clone, Debug)]
+pub struct PackedWeight {
+    pub format: WeightFormat,
+    pub n: usize,
+    pub k: usize,
+    pub words: Vec<u32>,
+    /// q8/q4: f16 block scales, two per word; fp8: one f32 per output column (as bits).
+    pub scales: Vec<u32>,
+}
+
+fn pads(format: WeightFormat, n: usize, k: usize) -> (usize, usize) {
+    (
+        n.div_ceil(4) * 4,
+        k.div_ceil(format.k_align()) * format.k_align(),
+    )
+}
+
+impl PackedWeight {
+    pub fn n_pad(&self) -> usize {
+        pads(self.format, self.n, self.k).0
+    }
+
+    fn k_pad(&self) -> usize {
+        pads(self.format, self.n, self.k).1
+    }
+
+    /// Packs `[n, k]` values given by `get(n, k)` as `format`; q8/q4 quantise here, fp8 rounds to e4m3 with a
+    /// per-column scale of max|w| / 448.
+    pub fn quantize(format: WeightFormat, n: usize, k: usize, w: &[f32]) -> Self {
+        let (n_pad, k_pad) = pads(format, n, k);
+        let get = |ni: usize, ki: usize| {
+            if ni < n && ki < k {
+                w[ni * k + ki]
+            } else {
+                0.0
+            }
+        };
+        let pw = format.per_word();
+        let mut words = vec![0u32; k_pad / pw * n_pad];
+        let mut scales = Vec::new();
+        match format {
+            WeightFormat::F32 => {
+                for ki in 0..k_pad {
+                    for ni in 0..n_pad {
+                        words[ki * n_pad + ni] = get(ni, ki).to_bits();
+                    }
+                }
+            }
+            WeightFormat::F16 | WeightFormat::BF16 => {
+                let bits = |v: f32| -> u32 {
+                    if format == WeightFormat::F16 {
+                        half::f16::from_f32(v).to_bits() as u32
+                    } else {
+                        half::bf16::from_f32(v).to_bits() as u32
+                    }
+                };
+                for kw in 0..k_pad / 2 {
+                    for ni in 0..n_pad {
+                        words[kw * n_pad + ni] =
+                            bits(get(ni, 2 * kw)) | (bits(get(ni, 2 * kw + 1)) << 16);
+                    }
+                }
+            }
+            WeightFormat::Q8 | WeightFormat::Q4 => {
+                let qmax = if format == WeightFormat::Q8 {
+                    127.0
+                } else {
+                    7.0
+                };
+                let mut sc = vec![half::f16::ZERO; k_pad / 32 * n_pad];
+                for kb in 0..k_pad / 32 {
+                    for ni in 0..n_pad {
+                        let amax = (0..32)
+                            .map(|j| get(ni, kb * 32 + j).abs())
+                            .fold(0.0f32, f32::max);
+                        let s = half::f16::from_f32(amax / qmax);
+                        sc[kb * n_pad + ni] = s;
+                        let s = s.to_f32();
+                        let inv = if s > 0.0 { 1.0 / s } else { 0.0 };
+                        for j in 0..32 {
+                            let kk = kb * 32 + j;
+                            let q = (get(ni, kk) * inv).round().clamp(-qmax - 1.0, qmax) as i32;
+                            if format == WeightFormat::Q8 {
+                                words[kk / 4 * n_pad + ni] |= ((q as u8) as u32) << (8 * (kk % 4));
+                            } else {
+                                words[kk / 8 * n_pad + ni] |= ((q + 8) as u32) << (4 * (kk % 8));
+                            }
+                        }
+                    }
+                }
+                scales = pack_f16_pairs(&sc);
+            }
+            WeightFormat::Fp8 => {
+                let mut col = vec![0.0f32; n_pad];
+                for (ni, c) in col.iter_mut().enumerate().take(n) {
+                    let amax = (0..k).map(|ki| get(ni, ki).abs()).fold(0.0f32, f32::max);
+                    *c = if amax > 0.0 { amax / 448.0 } else { 1.0 };
+                }
+                let mut bytes = vec![0u8; n * k];
+                for ni in 0..n {
+                    for ki in 0..k {
+                        bytes[ni * k + ki] = f32_to_e4m3(get(ni, ki) / col[ni]);
+                    }
+                }
+                return Self::from_fp8(n, k, &bytes, &col[..n]);
+            }
+        }
+        Self {
+            format,
+            n,
+            k,
+            words,
+            scales,
+        }
+    }
+
+    /// Packs raw 16-bit values (f16 or bf16 bits, row-major `[n, k]`) without rounding.
+    pub fn from_half_bits(format: WeightFormat, n: usize, k: usize, bits: &[u16]) -> Self {
+        let (n_pad, k_pad) = pads(format, n, k);
+        let get = |ni: usize, ki: usize| {
+            if ni < n && ki < k {
+                bits[ni * k + ki] as u32
+            } else {
+                0
+            }
+        };
+        let mut words = vec![0u32; k_pad / 2 * n_pad];
+        for kw in 0..k_pad / 2 {
+            for ni in 0..n_pad {
+                words[kw * n_pad + ni] = get(ni, 2 * kw) | (get(ni, 2 * kw + 1) << 16);
+            }
+        }
+        Self {
+            format,
+            n,
+            k,
+            words,
+            scales: Vec::new(),
+        }
+    }
+
+    /// Packs float8 e4m3fn bytes (row-major `[n, k]`) with one scale per output column (repeat a per-tensor scale).
+    /// This is the official fp8 checkpoint's data, passed through without a lossy round trip.
+    pub fn from_fp8(n: usize, k: usize, bytes: &[u8], col_scale: &[f32]) -> Self {
+        let (n_pad, k_pad) = pads(WeightFormat::Fp8, n, k);
+        let mut words = vec![0u32; k_pad / 4 * n_pad];
+        for ni in 0..n {
+            for ki in 0..k {
+                words[ki / 4 * n_pad + ni] |= (bytes[ni * k + ki] as u32) << (8 * (ki % 4));
+            }
+        }
+        let mut scales: Vec<u32> = col_scale.iter().map(|s| s.to_bits()).collect();
+        scales.resize(n_pad, 1.0f32.to_bits());
+        Self {
+            format: WeightFormat::Fp8,
+            n,
+            k,
+            words,
+            scales,
+        }
+    }
+
+    /// The `[n, k]` values the GPU will use (for tests and error reports).
+    pub fn dequantize(&self) -> Vec<f32> {
+        let n_pad = self.n_pad();
+        let mut out = vec![0.0f32; self.n * self.k];
+        let scale16 =
+            |i: usize| half::f16::from_bits((self.scales[i / 2] >> (16 * (i % 2))) as u16).to_f32();
+        for ni in 0..self.n {
+            for ki in 0..self.k {
+                out[ni * self.k + ki] = match self.format {
+                    WeightFormat::F32 => f32::from_bits(self.words[ki * n_pad + ni]),
+                    WeightFormat::F16 => half::f16::from_bits(
+                        (self.words[ki / 2 * n_pad + ni] >> (16 * (ki % 2))) as u16,
+                    )
+                    .to_f32(),
+                    WeightFormat::BF16 => half::bf16::from_bits(
+                        (self.words[ki / 2 * n_pad + ni] >> (16 * (ki % 2))) as u16,
+                    )
+                    .to_f32(),
+                    WeightFormat::Q8 => {
+                        let q = (self.words[ki / 4 * n_pad + ni] >> (8 * (ki % 4))) as u8 as i8;
+                        q as f32 * scale16(ki / 32 * n_pad + ni)
+                    }
+                    WeightFormat::Q4 => {
+                        let q = (self.words[ki / 8 * n_pad + ni] >> (4 * (ki % 8))) & 15;
+                        (q as f32 - 8.0) * scale16(ki / 32 * n_pad + ni)
+                    }
+                    WeightFormat::Fp8 => {
+                        let b = (self.words[ki / 4 * n_pad + ni] >> (8 * (ki % 4))) as u8;
+                        e4m3_to_f32(b) * f32::from_bits(self.scales[ni])
+                    }
+                };
+            }
+        }
+        out
+    }
+}
+
+fn pack_f16_pairs(v: &[half::f16]) -> Vec<u32> {
+    v.chunks(2)
+        .map(|c| c[0].to_bits() as u32 | (c.get(1).map_or(0, |h| h.to_bits() as u32) << 16))
+        .collect()
+}
+
+/// float8 e4m3fn → f32 (no infinities; 0x7f/0xff are NaN).
+pub fn e4m3_to_f32(b: u8) -> f32 {
+    let sign = if b & 0x80 != 0 { -1.0 } else { 1.0 };
+    let e = ((b >> 3) & 15) as i32;
+    let m = (b & 7) as f32;
+    if e == 15 && b & 7 == 7 {
+        return f32::NAN;
+    }
+    sign * if e == 0 {
+        m / 8.0 * 2f32.powi(-6)
+    } else {
+        (1.0 + m / 8.0) * 2f32.powi(e - 7)
+    }
+}
+
+/// f32 → float8 e4m3fn, round to nearest, saturating at ±448.
+pub fn f32_to_e4m3(v: f32) -> u8 {
+    if v.is_nan() {
+        return 0x7f;
+    }
+    let sign = if v < 0.0 { 0x80u8 } else { 0 };
+    let a = v.abs().min(448.0);
+    let mut best = 0u8;
+    let mut best_err = f32::INFINITY;
+    // 126 finite magnitudes: a direct search is exact and only runs when packing.
+    for code in 0u8..=0x7e {
+        let err = (e4m3_to_f32(code) - a).abs();
+        if err < best_err {
+            best_err = err;
+            best = code;
+        }
+    }
+    sign | best
+}
+
+/// A weight matrix on the GPU.
+pub struct Weight {
+    pub format: WeightFormat,
+    pub n: usize,
+    pub k: usize,
+    n_pad: usize,
+    k_pad: usize,
+    words: GpuTensor,
+    scales: Option<GpuTensor>,
+}
+
+impl Weight {
+    pub fn upload(g: &Gpu, name: &str, p: &PackedWeight) -> Result<Self, KernelError> {
+        let words = g.upload_u32(name, &p.words, &[p.words.len()])?;
+        let scales = if p.scales.is_empty() {
+            None
+        } else {
+            Some(g.upload_u32(&format!("{name}.scale"), &p.scales, &[p.scales.len()])?)
+        };
+        Ok(Self {
+            format: p.format,
+            n: p.n,
+            k: p.k,
+            n_pad: p.n_pad(),
+            k_pad: p.k_pad(),
+            words,
+            scales,
+        })
+    }
+
+    /// Uploads an f32 `[n, k]` matrix in `format` (quantising where the format asks for it).
+    pub fn from_f32(
+        g: &Gpu,
+        name: &str,
+        format: WeightFormat,
+        n: usize,
+        k: usize,
+        w: &[f32],
+    ) -> Result<Self, KernelError> {
+        Self::upload(g, name, &PackedWeight::quantize(format, n, k, w))
+    }
+
+    /// GPU bytes held by this weight.
+    pub fn len_bytes(&self) -> u64 {
+        self.words.len_bytes() + self.scales.as_ref().map_or(0, |s| s.len_bytes())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Act {
+    #[default]
+    None,
+    GeluTanh,
+    Silu,
+}
+
+/// What happens after the product.
+#[derive(Clone, Copy, Default)]
+pub struct Epilogue<'a> {
+    pub bias: Option<&'a GpuTensor>,
+    pub act: Act,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct GemmParams {
+    m: u32,
+    n: u32,
+    k_begin: u32,
+    k_end: u32,
+    n_pad: u32,
+    x_ld: u32,
+    x_shift: u32,
+    w_shift: u32,
+    s_shift: u32,
+    y_shift: u32,
+    b_shift: u32,
+    g_shift: u32,
+    g_ld: u32,
+    flags: u32,
+    _pad0: u32,
+    _pad: u32,
+}
+
+const BIAS: u32 = 1;
+const GATED: u32 = 8;
+const ACCUMULATE: u32 = 16;
+
+/// Pipeline-cache key of one GEMM variant; label `gemm.<format>.t<WG>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Variant {
+    pub format: WeightFormat,
+    pub wg: u32,
+}
+
+impl Variant {
+    pub fn spec(self) -> Spec {
+        use Access::*;
+        Spec::new(&FAMILY, "gemm", &[Read, Read, Read, Read, ReadWrite, Read])
+            .tag(self.format.name())
+            .tag(&format!("t{}", self.wg))
+            .snippet(self.format.snippet())
+            .constant("WG", self.wg as f64)
+    }
+
+    fn pick(g: &Gpu, format: WeightFormat) -> Self {
+        Self {
+            format,
+            wg: 64.min(g.limits.max_compute_invocations_per_workgroup),
+        }
+    }
+}
+
+/// Every variant, for the validation test.
+pub fn variants() -> Vec<Spec> {
+    WeightFormat::ALL
+        .iter()
+        .map(|&format| Variant { format, wg: 64 }.spec())
+        .collect()
+}
+
+/// `y = epilogue(x·Wᵀ)`; x is `[.., k]` (leading dims are rows), y is `[.., n]`.
+pub fn gemm(g: &Gpu, x: &GpuTensor, w: &Weight, epi: Epilogue) -> Result<GpuTensor, KernelError> {
+    let (rows, out_shape) = check(x, w, epi.bias)?;
+    let y = g.alloc("gemm output", &out_shape, DType::F32)?;
+    run(g, x, w, &y, rows, epi, None)?;
+    Ok(y)
+}
+
+/// `y += (x·Wᵀ + bias) ⊙ gate`: the gated residual of the DiT blocks, written into `y` in place. `gate` is
+/// `[rows, n]`, or `[n]` / `[1, n]` for one gate row shared by all rows.
+pub fn gemm_gated_add(
+    g: &Gpu,
+    x: &GpuTensor,
+    w: &Weight,
+    bias: Option<&GpuTensor>,
+    gate: &GpuTensor,
+    y: &GpuTensor,
+) -> Result<(), KernelError> {
+    let (rows, out_shape) = check(x, w, bias)?;
+    y.expect("gemm_gated_add", "y", &out_shape)?;
+    let g_ld = if gate.numel() == w.n {
+        0
+    } else if gate.numel() == rows * w.n {
+        w.n
+    } else {
+        return Err(KernelError::Shape {
+            op: "gemm_gated_add",
+            tensor: "gate",
+            expected: format!("[{rows}, {}] or [{}]", w.n, w.n),
+            found: gate.shape().to_vec(),
+        });
+    };
+    run(
+        g,
+        x,
+        w,
+        y,
+        rows,
+        Epilogue {
+            bias,
+            act: Act::None,
+        },
+        Some((gate, g_ld)),
+    )
+}
+
+fn check(
+    x: &GpuTensor,
+    w: &Weight,
+    bias: Option<&GpuTensor>,
+) -> Result<(usize, Vec<usize>), KernelError> {
+    const OP: &str = "gemm";
+    x.expect_dtype(OP, "x", DType::F32)?;
+    let shape = x.shape();
+    if shape.last() != Some(&w.k) {
+        return Err(KernelError::Shape {
+            op: OP,
+            tensor: "x",
+            expected: format!("[.., {}] (the weight's in-features)", w.k),
+            found: shape.to_vec(),
+        });
+    }
+    if let Some(b) = bias {
+        b.expect(OP, "bias", &[w.n])?;
+    }
+    let rows = shape[..shape.len() - 1].iter().product::<usize>();
+    let mut out = shape.to_vec();
+    *out.last_mut().expect("x has at least one dim") = w.n;
+    Ok((rows, out))
+}
+
+fn run(
+    g: &Gpu,
+    x: &GpuTensor,
+    w: &Weight,
+    y: &GpuTensor,
+    rows: usize,
+    epi: Epilogue,
+    gate: Option<(&GpuTensor, usize)>,
+) -> Result<(), KernelError> {
+    if rows == 0 || w.n == 0 {
+        return Ok(());
+    }
+    let variant = Variant::pick(g, w.format);
+    let pipe = g.pipeline(&variant.spec())?;
+    let max = g.max_binding();
+    let align = g.binding_align();
+    let (k, n, n_pad) = (w.k, w.n, w.n_pad);
+
+    // k chunks: whole scale blocks, each weight window within one binding.
+    let word_rows_per_k = |kc: usize| kc / w.format.per_word();
+    let row_bytes = (n_pad * 4) as u64;
+    let max_k = ((max / row_bytes) as usize * w.format.per_word()) / 32 * 32;
+    if max_k == 0 {
+        return Err(KernelError::Unsupported {
+            op: "gemm",
+            what: format!("a weight row block of {n} outputs exceeds one binding"),
+        });
+    }
+    let k_chunks: Vec<(usize, usize)> = (0..w.k_pad.max(1))
+        .step_by(max_k)
+        .map(|k0| (k0, (k0 + max_k).min(k)))
+        .collect();
+    if gate.is_some() && k_chunks.len() > 1 {
+        return Err(KernelError::Unsupported {
+            op: "gemm_gated_add",
+            what: format!(
+                "a gated weight of {} MiB split over bindings; use a smaller weight format",
+                w.len_bytes() >> 20
+            ),
+        });
+    }
+    // Row chunks: x and y windows within one binding.
+    let max_rows = ((max / (4 * k as u64)).min(max / (4 * n as u64)) as usize / TM * TM).max(TM);
+    let groups_x = n.div_ceil(4 * variant.wg as usize) as u32;
+    let max_groups = g.limits.max_compute_workgroups_per_dimension;
+    for m0 in (0..rows).step_by(max_rows) {
+        let mc = max_rows.min(rows - m0);
+        let xb = x.window((m0 * k * 4) as u64, (mc * k * 4) as u64, align);
+        let yb = y.window((m0 * n * 4) as u64, (mc * n * 4) as u64, align);
+        let (gb, g_shift, g_ld) = match gate {
+            Some((t, 0)) => (t.binding(), 0, 0),
+            Some((t, ld)) => {
+                let b = t.window((m0 * ld * 4) as u64, (mc * ld * 4) as u64, align);
+                let s = b.word_shift;
+                (b, s, ld as u32)
+            }
+            None => (g.dummy().binding(), 0, 0),
+        };
+        let [gy, gz] = spread(mc.div_ceil(TM) as u32, max_groups);
+        for (ci, &(k0, k1)) in k_chunks.iter().enumerate() {
+            let last = ci + 1 == k_chunks.len();
+            let wb = w.words.window(
+                (word_rows_per_k(k0) * n_pad * 4) as u64,
+                (word_rows_per_k(max_k) * n_pad * 4) as u64,
+                align,
+            );
+            let (sb, s_shift) = match (&w.scales, w.format) {
+                (Some(s), WeightFormat::Q8 | WeightFormat::Q4) => {
+                    let b = s.window(
+                        (k0 / 32 * n_pad * 2) as u64,
+                        (max_k / 32 * n_pad * 2) as u64,
+                        align,
+                    );
+                    let sh = b.word_shift;
+                    (b, sh)
+                }
+                (Some(s), _) => (s.binding(), 0),
+                (None, _) => (g.dummy().binding(), 0),
+            };
+            let mut flags = 0;
+            if ci > 0 {
+                flags |= ACCUMULATE;
+            }
+            if last {
+                if epi.bias.is_some() {
+                    flags |= BIAS;
+                }
+                flags |= match epi.act {
+                    Act::None => 0,
+                    Act::GeluTanh => 2,
+                    Act::Silu => 4,
+                };
+                if gate.is_some() {
+                    flags |= GATED;
+                }
+            }
+            let params = GemmParams {
+                m: mc as u32,
+                n: n as u32,
+                k_begin: k0 as u32,
+                k_end: k1 as u32,
+                n_pad: n_pad as u32,
+                x_ld: k as u32,
+                x_shift: xb.word_shift,
+                w_shift: wb.word_shift,
+                s_shift,
+                y_shift: yb.word_shift,
+                b_shift: 0,
+                g_shift,
+                g_ld,
+                flags,
+                ..Default::default()
+            };
+            let bias = epi
+                .bias
+                .map_or_else(|| g.dummy().binding(), |b| b.binding());
+            g.dispatch(
+                &pipe,
+                &[xb.clone(), wb, bias, gb.clone(), yb.clone(), sb],
+                &params,
+                [groups_x, gy, gz],
+            )?;
+        }
+    }
+    Ok(())
+}

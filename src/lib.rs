@@ -1,0 +1,6 @@
+//! NAVA — synchronized video and stereo audio generation from text — on any GPU through wgpu.
+//!
+//! Data flows one way through the modules: `gpu` → `kernels` → `weights` → `model` → `pipeline` → `io`.
+
+pub mod gpu;
+pub mod kernels;

@@ -1,0 +1,216 @@
+//! GEMM: every weight format and epilogue against an f64 reference, at sizes that are not multiples of the tiles.
+
+use nava::kernels::gemm::{
+    gemm, gemm_gated_add, Act, Epilogue, PackedWeight, Weight, WeightFormat,
+};
+
+use crate::common::{assert_close, rand_vec, rel_max_err, test_gpu, Tol};
+
+/// y = x·Wᵀ + b over f64 sums, then the activation; the formulas, not the shader.
+fn reference(
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    m: usize,
+    n: usize,
+    k: usize,
+    act: Act,
+) -> Vec<f32> {
+    let mut y = vec![0.0f32; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let mut s = b.map_or(0.0, |b| b[j] as f64);
+            for t in 0..k {
+                s += x[i * k + t] as f64 * w[j * k + t] as f64;
+            }
+            y[i * n + j] = match act {
+                Act::None => s,
+                Act::GeluTanh => {
+                    0.5 * s
+                        * (1.0
+                            + ((2.0 / std::f64::consts::PI).sqrt() * (s + 0.044715 * s.powi(3)))
+                                .tanh())
+                }
+                Act::Silu => s / (1.0 + (-s).exp()),
+            } as f32;
+        }
+    }
+    y
+}
+
+#[test]
+fn gemm_f32_matches_reference() {
+    let g = test_gpu();
+    for (i, &(m, n, k)) in [
+        (1, 1, 1),
+        (3, 7, 5),
+        (5, 13, 33),
+        (17, 64, 96),
+        (64, 300, 130),
+        (130, 257, 256),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let x = rand_vec(10 + i as u64, m * k);
+        let w = rand_vec(20 + i as u64, n * k);
+        let b = rand_vec(30 + i as u64, n);
+        let xt = g.upload_f32("x", &x, &[m, k]).unwrap();
+        let wt = Weight::from_f32(g, "w", WeightFormat::F32, n, k, &w).unwrap();
+        let bt = g.upload_f32("b", &b, &[n]).unwrap();
+        for act in [Act::None, Act::GeluTanh, Act::Silu] {
+            let y = gemm(
+                g,
+                &xt,
+                &wt,
+                Epilogue {
+                    bias: Some(&bt),
+                    act,
+                },
+            )
+            .unwrap();
+            assert_eq!(y.shape(), &[m, n]);
+            let got = g.read_f32_blocking(&y).unwrap();
+            let want = reference(&x, &w, Some(&b), m, n, k, act);
+            assert_close(
+                &format!("gemm f32 {m}x{n}x{k} {act:?}"),
+                &got,
+                &want,
+                Tol::new(2e-5, 2e-5),
+            );
+        }
+    }
+}
+
+#[test]
+fn gemm_batched_leading_dims() {
+    let g = test_gpu();
+    let (b, m, n, k) = (3, 5, 9, 12);
+    let x = rand_vec(1, b * m * k);
+    let w = rand_vec(2, n * k);
+    let xt = g.upload_f32("x", &x, &[b, m, k]).unwrap();
+    let wt = Weight::from_f32(g, "w", WeightFormat::F32, n, k, &w).unwrap();
+    let y = gemm(g, &xt, &wt, Epilogue::default()).unwrap();
+    assert_eq!(y.shape(), &[b, m, n]);
+    assert_close(
+        "batched gemm",
+        &g.read_f32_blocking(&y).unwrap(),
+        &reference(&x, &w, None, b * m, n, k, Act::None),
+        Tol::new(2e-5, 2e-5),
+    );
+}
+
+#[test]
+fn gemm_gated_residual() {
+    let g = test_gpu();
+    let (m, n, k) = (6, 10, 20);
+    let x = rand_vec(3, m * k);
+    let w = rand_vec(4, n * k);
+    let b = rand_vec(5, n);
+    let res = rand_vec(6, m * n);
+    let xt = g.upload_f32("x", &x, &[m, k]).unwrap();
+    let wt = Weight::from_f32(g, "w", WeightFormat::F32, n, k, &w).unwrap();
+    let bt = g.upload_f32("b", &b, &[n]).unwrap();
+    let prod = reference(&x, &w, Some(&b), m, n, k, Act::None);
+    // One gate row for all rows, and one gate row per row.
+    for per_row in [false, true] {
+        let gate = rand_vec(7, if per_row { m * n } else { n });
+        let gt = g.upload_f32("g", &gate, &[gate.len()]).unwrap();
+        let yt = g.upload_f32("y", &res, &[m, n]).unwrap();
+        gemm_gated_add(g, &xt, &wt, Some(&bt), &gt, &yt).unwrap();
+        let want: Vec<f32> = (0..m * n)
+            .map(|i| res[i] + prod[i] * gate[if per_row { i } else { i % n }])
+            .collect();
+        assert_close(
+            "gated residual",
+            &g.read_f32_blocking(&yt).unwrap(),
+            &want,
+            Tol::new(2e-5, 2e-5),
+        );
+    }
+}
+
+/// Each stored format computes exactly with the values it stores (checked against the dequantised weight), and
+/// those values are within the format's stated error of the original.
+#[test]
+fn gemm_weight_formats() {
+    let g = test_gpu();
+    let (m, n, k) = (7, 37, 100);
+    let x = rand_vec(8, m * k);
+    let w = rand_vec(9, n * k);
+    let xt = g.upload_f32("x", &x, &[m, k]).unwrap();
+    let exact = reference(&x, &w, None, m, n, k, Act::None);
+    // Bound on max |W_q - W| / max |W|, from each format's step size.
+    for (format, bound) in [
+        (WeightFormat::F16, 1e-3),
+        (WeightFormat::BF16, 4e-3),
+        (WeightFormat::Q8, 4.0e-3),
+        (WeightFormat::Q4, 7.2e-2),
+        (WeightFormat::Fp8, 6.3e-2),
+    ] {
+        let packed = PackedWeight::quantize(format, n, k, &w);
+        let wq = packed.dequantize();
+        let err = rel_max_err(&wq, &w);
+        assert!(
+            err <= bound,
+            "{format:?} weight error {err} over its bound {bound}"
+        );
+        let wt = Weight::upload(g, "w", &packed).unwrap();
+        let y = g
+            .read_f32_blocking(&gemm(g, &xt, &wt, Epilogue::default()).unwrap())
+            .unwrap();
+        assert_close(
+            &format!("gemm {format:?}"),
+            &y,
+            &reference(&x, &wq, None, m, n, k, Act::None),
+            Tol::new(3e-5, 3e-5),
+        );
+        let out_err = rel_max_err(&y, &exact);
+        println!(
+            "{format:?}: weight error {err:.2e}, output error {out_err:.2e} (relative to max |y|)"
+        );
+    }
+}
+
+#[test]
+fn gemm_fp8_passthrough_keeps_bytes() {
+    let (n, k) = (3, 8);
+    let bytes: Vec<u8> = (0..(n * k) as u32).map(|i| (i * 37 % 0x7e) as u8).collect();
+    let scales = [0.5f32, 2.0, 1.0];
+    let p = PackedWeight::from_fp8(n, k, &bytes, &scales);
+    let w = p.dequantize();
+    for ni in 0..n {
+        for ki in 0..k {
+            let want = nava::kernels::gemm::e4m3_to_f32(bytes[ni * k + ki]) * scales[ni];
+            assert_eq!(w[ni * k + ki], want);
+        }
+    }
+}
+
+#[test]
+fn gemm_rejects_wrong_shapes() {
+    let g = test_gpu();
+    let xt = g.upload_f32("x", &[0.0; 12], &[3, 4]).unwrap();
+    let wt = Weight::from_f32(g, "w", WeightFormat::F32, 2, 5, &[0.0; 10]).unwrap();
+    let e = gemm(g, &xt, &wt, Epilogue::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("`x` has shape [3, 4]") && e.contains("in-features"),
+        "{e}"
+    );
+    let wt = Weight::from_f32(g, "w", WeightFormat::F32, 2, 4, &[0.0; 8]).unwrap();
+    let bt = g.upload_f32("b", &[0.0; 3], &[3]).unwrap();
+    let e = gemm(
+        g,
+        &xt,
+        &wt,
+        Epilogue {
+            bias: Some(&bt),
+            act: Act::None,
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("`bias` has shape [3]"), "{e}");
+}

@@ -1,0 +1,5 @@
+//! Kernel tests: every family against a plain CPU reference on a real adapter (lavapipe in CI).
+//! One binary, so wgpu links once; one device shared by all tests.
+
+mod common;
+mod gemm;
