@@ -2,8 +2,13 @@
 //! Every launcher checks shapes and dtypes before it dispatches, and splits work so that no binding exceeds the
 //! adapter's `max_storage_buffer_binding_size`.
 
+pub mod attention;
+pub mod conv;
+pub mod elementwise;
 mod error;
 pub mod gemm;
+pub mod norm;
+pub mod rope;
 
 pub use error::{Check, KernelError};
 
@@ -11,5 +16,10 @@ pub use error::{Check, KernelError};
 pub fn all_variants() -> Vec<crate::gpu::Spec> {
     let mut v = Vec::new();
     v.extend(gemm::variants());
+    v.extend(attention::variants());
+    v.extend(rope::variants());
+    v.extend(norm::variants());
+    v.extend(elementwise::variants());
+    v.extend(conv::variants());
     v
 }

@@ -1,5 +1,10 @@
 //! Kernel tests: every family against a plain CPU reference on a real adapter (lavapipe in CI).
 //! One binary, so wgpu links once; one device shared by all tests.
 
+mod attention;
 mod common;
+mod conv;
+mod elementwise;
 mod gemm;
+mod norm;
+mod rope;

@@ -1,0 +1,8 @@
+//! Launcher for `shaders/elementwise.wgsl` (being written).
+
+use crate::gpu::Spec;
+
+/// Every variant, for the validation test.
+pub fn variants() -> Vec<Spec> {
+    Vec::new()
+}

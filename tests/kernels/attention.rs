@@ -1,0 +1,1 @@
+//! attention kernels against CPU references (being written).

@@ -1,0 +1,1 @@
+//! rope kernels against CPU references (being written).
