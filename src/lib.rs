@@ -4,3 +4,6 @@
 
 pub mod gpu;
 pub mod kernels;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod bench;

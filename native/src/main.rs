@@ -1,1 +1,52 @@
-fn main() {}
+//! `nava`: the command-line app. Parses arguments, calls the library, prints results; no model math here.
+
+mod bench;
+mod info;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "nava",
+    version,
+    about = "NAVA audio-video generation on any GPU (wgpu)"
+)]
+struct Cli {
+    /// Adapter to use: a substring of its name, or a backend (vulkan, metal, dx12, gl).
+    #[arg(long, global = true, env = "NAVA_ADAPTER")]
+    adapter: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show the adapter, its limits and features, and the kernel variants that will run.
+    Info,
+    /// Measure kernel throughput on this adapter.
+    Bench {
+        #[command(subcommand)]
+        what: bench::BenchCmd,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut opts = nava::gpu::GpuOptions::from_env();
+    if cli.adapter.is_some() {
+        opts.adapter = cli.adapter;
+    }
+    let result = match cli.command {
+        Command::Info => info::run(&opts),
+        Command::Bench { what } => bench::run(&opts, what),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -71,6 +71,7 @@ fn backend_name(b: wgpu::Backend) -> &'static str {
 }
 
 /// Lower is better: discrete, integrated, virtual, CPU; native APIs before GL.
+#[cfg(not(target_arch = "wasm32"))]
 fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
     let kind = match info.device_type {
         wgpu::DeviceType::DiscreteGpu => 0,

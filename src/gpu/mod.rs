@@ -13,3 +13,9 @@ pub use context::{spread, Gpu, GpuOptions, MemoryStats, Pipeline};
 pub use error::GpuError;
 pub use shader::{Access, Family, Spec};
 pub use tensor::{Binding, DType, GpuTensor};
+
+/// Runs a future to completion on this thread (native only; the browser awaits instead).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    pollster::block_on(f)
+}

@@ -34,7 +34,11 @@ pub struct Spec {
 impl Spec {
     pub fn new(family: &'static Family, entry: &'static str, bindings: &[Access]) -> Self {
         Self {
-            label: format!("{}.{}", family.name, entry),
+            label: if entry == family.name {
+                family.name.to_string()
+            } else {
+                format!("{}.{}", family.name, entry)
+            },
             family,
             entry,
             bindings: bindings.to_vec(),

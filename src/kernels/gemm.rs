@@ -457,6 +457,14 @@ impl Variant {
     }
 }
 
+/// The variant used for each weight format on this device.
+pub fn selected(g: &Gpu) -> Vec<String> {
+    WeightFormat::ALL
+        .iter()
+        .map(|&f| Variant::pick(g, f).spec().label)
+        .collect()
+}
+
 /// Every variant, for the validation test.
 pub fn variants() -> Vec<Spec> {
     WeightFormat::ALL

@@ -12,6 +12,13 @@ pub mod rope;
 
 pub use error::{Check, KernelError};
 
+/// The variant each family will run on this device, one line per family/format (for `nava info`).
+pub fn selected_variants(g: &crate::gpu::Gpu) -> Vec<String> {
+    let mut v = Vec::new();
+    v.extend(gemm::selected(g));
+    v
+}
+
 /// Every variant of every family, for the validation test and `nava info`.
 pub fn all_variants() -> Vec<crate::gpu::Spec> {
     let mut v = Vec::new();

@@ -1,0 +1,65 @@
+//! Every variant of every kernel family, expanded exactly as the launchers expand it, is valid WGSL to naga;
+//! so is every file in `shaders/` that the variants pull in. Runs without a GPU.
+
+use naga::valid::{Capabilities, ValidationFlags, Validator};
+
+fn validate(label: &str, source: &str) -> Result<(), String> {
+    let module = naga::front::wgsl::parse_str(source)
+        .map_err(|e| format!("{label}: {}", e.emit_to_string(source)))?;
+    Validator::new(ValidationFlags::all(), Capabilities::all())
+        .validate(&module)
+        .map_err(|e| format!("{label}: {}", e.emit_to_string(source)))?;
+    Ok(())
+}
+
+#[test]
+fn every_kernel_variant_validates() {
+    let variants = nava::kernels::all_variants();
+    assert!(!variants.is_empty());
+    let errors: Vec<String> = variants
+        .iter()
+        .filter_map(|s| validate(&s.label, &s.source()).err())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{} of {} variants fail validation:\n{}",
+        errors.len(),
+        variants.len(),
+        errors.join("\n")
+    );
+}
+
+#[test]
+fn every_shader_file_is_used_by_a_variant() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    let sources: Vec<String> = nava::kernels::all_variants()
+        .iter()
+        .map(|s| s.source())
+        .collect();
+    let mut files = Vec::new();
+    for entry in walk(&dir) {
+        let text = std::fs::read_to_string(&entry).expect("shader files are UTF-8");
+        // A file is used when its first code line appears in some expanded variant.
+        let marker = text
+            .lines()
+            .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with("//"))
+            .unwrap_or("");
+        if !sources.iter().any(|s| s.contains(marker)) {
+            files.push(entry.display().to_string());
+        }
+    }
+    assert!(files.is_empty(), "shader files no variant uses: {files:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("shaders/ exists").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else if p.extension().is_some_and(|x| x == "wgsl") {
+            out.push(p);
+        }
+    }
+    out
+}
