@@ -4,7 +4,7 @@
 // four columns an invocation owns are four consecutive words and neighbouring invocations read neighbouring
 // words. Each invocation computes a TM x 4 block: TM rows shared by the whole workgroup (the x loads are uniform)
 // and 4 consecutive columns. The format snippet appended from shaders/common/ provides
-//   fn load_w(kg: u32, n0: u32) -> mat4x4<f32>   // column j = W[n0 + j, 4kg .. 4kg + 3]
+//   fn load_w(kg: u32, n0: u32) -> mat4x4<f32>   // column i = W[n0 .. n0 + 3, 4kg + i]
 //   fn col_scale(n: u32) -> f32                   // per-output-channel factor (fp8), else 1
 // and declares binding 1 (and 5 for block scales). f32 accumulation in every variant.
 
@@ -72,7 +72,7 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         for (var r = 0u; r < TM; r++) {
             let i = rows[r] + k;
             let xv = vec4<f32>(x[i], x[i + 1u], x[i + 2u], x[i + 3u]);
-            acc[r] += xv * wm;
+            acc[r] += wm * xv;
         }
         kg += 1u;
     }
@@ -86,7 +86,7 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             for (var j = 0u; j < left; j++) {
                 xv[j] = x[i + j];
             }
-            acc[r] += xv * wm;
+            acc[r] += wm * xv;
         }
     }
     let act = (p.flags >> 1u) & 3u;

@@ -10,7 +10,7 @@ fn load_w(kg: u32, n0: u32) -> mat4x4<f32> {
     for (var j = 0u; j < 4u; j++) {
         m[j] = vec4<f32>(unpack2x16float(w[a + j]), unpack2x16float(w[b + j]));
     }
-    return m;
+    return transpose(m);
 }
 
 fn col_scale(n: u32) -> f32 {

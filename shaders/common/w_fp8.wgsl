@@ -19,7 +19,7 @@ fn load_w(kg: u32, n0: u32) -> mat4x4<f32> {
         let u = w[a + j];
         m[j] = e4m3(vec4<u32>(u, u >> 8u, u >> 16u, u >> 24u) & vec4<u32>(255u));
     }
-    return m;
+    return transpose(m);
 }
 
 fn col_scale(n: u32) -> f32 {

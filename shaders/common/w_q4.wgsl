@@ -17,7 +17,7 @@ fn load_w(kg: u32, n0: u32) -> mat4x4<f32> {
         let q = (vec4<u32>(u, u >> 4u, u >> 8u, u >> 12u) & vec4<u32>(15u));
         m[j] = (vec4<f32>(q) - 8.0) * block_scale(kg, n0 + j);
     }
-    return m;
+    return transpose(m);
 }
 
 fn col_scale(n: u32) -> f32 {

@@ -17,7 +17,7 @@ fn load_w(kg: u32, n0: u32) -> mat4x4<f32> {
         let q = bitcast<vec4<i32>>(vec4<u32>(u << 24u, u << 16u, u << 8u, u)) >> vec4<u32>(24u);
         m[j] = vec4<f32>(q) * block_scale(kg, n0 + j);
     }
-    return m;
+    return transpose(m);
 }
 
 fn col_scale(n: u32) -> f32 {

@@ -82,6 +82,11 @@ impl GpuTensor {
         })
     }
 
+    /// Names the underlying GPU buffer (stable across pool reuse); for tests and the bind-group cache.
+    pub fn binding_id(&self) -> u64 {
+        self.buf.id
+    }
+
     /// The whole tensor as one binding.
     pub fn binding(&self) -> Binding {
         Binding {

@@ -4,6 +4,7 @@
 mod attention;
 mod common;
 mod conv;
+mod core;
 mod elementwise;
 mod gemm;
 mod norm;
