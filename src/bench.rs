@@ -66,9 +66,7 @@ pub fn gemm_bench(
     let x = g.upload_f32("bench x", &seeded(1, m * k), &[m, k])?;
     let w = Weight::from_f32(g, "bench w", format, n, k, &seeded(2, n * k))?;
     g.reset_peak_memory();
-    let (iters, s) = time_loop(g, budget_s, 2, || {
-        gemm(g, &x, &w, Epilogue::default()).map(drop)
-    })?;
+    let (iters, s) = time_loop(g, budget_s, 2, || gemm(g, &x, &w, Epilogue::default()).map(drop))?;
     Ok(BenchResult {
         label: format!("gemm {m}x{n}x{k} {}", format.name()),
         iters,

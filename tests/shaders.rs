@@ -4,8 +4,7 @@
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 
 fn validate(label: &str, source: &str) -> Result<(), String> {
-    let module = naga::front::wgsl::parse_str(source)
-        .map_err(|e| format!("{label}: {}", e.emit_to_string(source)))?;
+    let module = naga::front::wgsl::parse_str(source).map_err(|e| format!("{label}: {}", e.emit_to_string(source)))?;
     Validator::new(ValidationFlags::all(), Capabilities::all())
         .validate(&module)
         .map_err(|e| format!("{label}: {}", e.emit_to_string(source)))?;
@@ -16,10 +15,7 @@ fn validate(label: &str, source: &str) -> Result<(), String> {
 fn every_kernel_variant_validates() {
     let variants = nava::kernels::all_variants();
     assert!(!variants.is_empty());
-    let errors: Vec<String> = variants
-        .iter()
-        .filter_map(|s| validate(&s.label, &s.source()).err())
-        .collect();
+    let errors: Vec<String> = variants.iter().filter_map(|s| validate(&s.label, &s.source()).err()).collect();
     assert!(
         errors.is_empty(),
         "{} of {} variants fail validation:\n{}",
@@ -32,18 +28,12 @@ fn every_kernel_variant_validates() {
 #[test]
 fn every_shader_file_is_used_by_a_variant() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
-    let sources: Vec<String> = nava::kernels::all_variants()
-        .iter()
-        .map(|s| s.source())
-        .collect();
+    let sources: Vec<String> = nava::kernels::all_variants().iter().map(|s| s.source()).collect();
     let mut files = Vec::new();
     for entry in walk(&dir) {
         let text = std::fs::read_to_string(&entry).expect("shader files are UTF-8");
         // A file is used when its first code line appears in some expanded variant.
-        let marker = text
-            .lines()
-            .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with("//"))
-            .unwrap_or("");
+        let marker = text.lines().find(|l| !l.trim().is_empty() && !l.trim_start().starts_with("//")).unwrap_or("");
         if !sources.iter().any(|s| s.contains(marker)) {
             files.push(entry.display().to_string());
         }

@@ -26,21 +26,11 @@ pub enum BenchCmd {
 
 pub fn run(opts: &GpuOptions, cmd: BenchCmd) -> Result<(), Box<dyn std::error::Error>> {
     let g = Gpu::new_blocking(opts)?;
-    println!(
-        "adapter: {} — driver {} {}",
-        g.adapter, g.adapter.driver, g.adapter.driver_info
-    );
+    println!("adapter: {} — driver {} {}", g.adapter, g.adapter.driver, g.adapter.driver_info);
     match cmd {
-        BenchCmd::Gemm {
-            m,
-            n,
-            k,
-            dtype,
-            seconds,
-        } => {
-            let format = WeightFormat::parse(&dtype).ok_or_else(|| {
-                format!("unknown --dtype `{dtype}`: use f32, f16, bf16, q8, q4 or fp8")
-            })?;
+        BenchCmd::Gemm { m, n, k, dtype, seconds } => {
+            let format = WeightFormat::parse(&dtype)
+                .ok_or_else(|| format!("unknown --dtype `{dtype}`: use f32, f16, bf16, q8, q4 or fp8"))?;
             let r = nava::bench::gemm_bench(&g, m, n, k, format, seconds)?;
             report(&r);
             println!("GFLOP/s: {:.2}", r.gflops());
@@ -50,14 +40,6 @@ pub fn run(opts: &GpuOptions, cmd: BenchCmd) -> Result<(), Box<dyn std::error::E
 }
 
 fn report(r: &BenchResult) {
-    println!(
-        "{}: {} iterations, {:.3} ms each",
-        r.label,
-        r.iters,
-        r.seconds_per_iter * 1e3
-    );
-    println!(
-        "peak GPU memory: {:.1} MiB",
-        r.peak_gpu_bytes as f64 / (1 << 20) as f64
-    );
+    println!("{}: {} iterations, {:.3} ms each", r.label, r.iters, r.seconds_per_iter * 1e3);
+    println!("peak GPU memory: {:.1} MiB", r.peak_gpu_bytes as f64 / (1 << 20) as f64);
 }

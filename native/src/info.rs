@@ -16,34 +16,13 @@ pub fn run(opts: &GpuOptions) -> Result<(), Box<dyn std::error::Error>> {
     println!("  driver:       {} {}", a.driver, a.driver_info);
     let l = &g.limits;
     println!("limits:");
-    println!(
-        "  max_buffer_size:                   {}",
-        human(l.max_buffer_size)
-    );
-    println!(
-        "  max_storage_buffer_binding_size:   {}",
-        human(l.max_storage_buffer_binding_size)
-    );
-    println!(
-        "  max_storage_buffers_per_stage:     {}",
-        l.max_storage_buffers_per_shader_stage
-    );
-    println!(
-        "  max_compute_workgroup_storage:     {}",
-        human(l.max_compute_workgroup_storage_size as u64)
-    );
-    println!(
-        "  max_compute_invocations_per_group: {}",
-        l.max_compute_invocations_per_workgroup
-    );
-    println!(
-        "  max_workgroups_per_dimension:      {}",
-        l.max_compute_workgroups_per_dimension
-    );
-    println!(
-        "  min_storage_buffer_offset_align:   {}",
-        l.min_storage_buffer_offset_alignment
-    );
+    println!("  max_buffer_size:                   {}", human(l.max_buffer_size));
+    println!("  max_storage_buffer_binding_size:   {}", human(l.max_storage_buffer_binding_size));
+    println!("  max_storage_buffers_per_stage:     {}", l.max_storage_buffers_per_shader_stage);
+    println!("  max_compute_workgroup_storage:     {}", human(l.max_compute_workgroup_storage_size as u64));
+    println!("  max_compute_invocations_per_group: {}", l.max_compute_invocations_per_workgroup);
+    println!("  max_workgroups_per_dimension:      {}", l.max_compute_workgroups_per_dimension);
+    println!("  min_storage_buffer_offset_align:   {}", l.min_storage_buffer_offset_alignment);
     let c = g.caps;
     println!("features:");
     println!("  shader-f16:          {}", yes(c.shader_f16));

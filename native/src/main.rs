@@ -8,11 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "nava",
-    version,
-    about = "NAVA audio-video generation on any GPU (wgpu)"
-)]
+#[command(name = "nava", version, about = "NAVA audio-video generation on any GPU (wgpu)")]
 struct Cli {
     /// Adapter to use: a substring of its name, or a backend (vulkan, metal, dx12, gl).
     #[arg(long, global = true, env = "NAVA_ADAPTER")]

@@ -91,26 +91,17 @@ fn matches(info: &wgpu::AdapterInfo, wanted: &str) -> bool {
 }
 
 /// Picks the best adapter, or the one `wanted` names.
-pub(crate) async fn choose(
-    instance: &wgpu::Instance,
-    wanted: Option<&str>,
-) -> Result<wgpu::Adapter, GpuError> {
+pub(crate) async fn choose(instance: &wgpu::Instance, wanted: Option<&str>) -> Result<wgpu::Adapter, GpuError> {
     #[cfg(not(target_arch = "wasm32"))]
     {
         let mut all = instance.enumerate_adapters(wgpu::Backends::all()).await;
         all.sort_by_key(|a| rank(&a.get_info()));
-        let found: Vec<String> = all
-            .iter()
-            .map(|a| AdapterSummary::of(&a.get_info()).to_string())
-            .collect();
+        let found: Vec<String> = all.iter().map(|a| AdapterSummary::of(&a.get_info()).to_string()).collect();
         let pick = match wanted {
             Some(w) => all.into_iter().find(|a| matches(&a.get_info(), w)),
             None => all.into_iter().next(),
         };
-        pick.ok_or(GpuError::NoAdapter {
-            wanted: wanted.map(str::to_string),
-            found,
-        })
+        pick.ok_or(GpuError::NoAdapter { wanted: wanted.map(str::to_string), found })
     }
     #[cfg(target_arch = "wasm32")]
     {
@@ -121,10 +112,7 @@ pub(crate) async fn choose(
                 ..Default::default()
             })
             .await
-            .map_err(|_| GpuError::NoAdapter {
-                wanted: wanted.map(str::to_string),
-                found: vec![],
-            })?;
+            .map_err(|_| GpuError::NoAdapter { wanted: wanted.map(str::to_string), found: vec![] })?;
         match wanted {
             Some(w) if !matches(&adapter.get_info(), w) => Err(GpuError::NoAdapter {
                 wanted: Some(w.to_string()),
@@ -138,13 +126,10 @@ pub(crate) async fn choose(
 /// Every adapter the instance sees, best first (for `nava info`).
 #[cfg(not(target_arch = "wasm32"))]
 pub async fn describe_adapters() -> Vec<AdapterSummary> {
-    let instance =
-        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
     let mut all = instance.enumerate_adapters(wgpu::Backends::all()).await;
     all.sort_by_key(|a| rank(&a.get_info()));
-    all.iter()
-        .map(|a| AdapterSummary::of(&a.get_info()))
-        .collect()
+    all.iter().map(|a| AdapterSummary::of(&a.get_info())).collect()
 }
 
 #[cfg(target_arch = "wasm32")]

@@ -109,8 +109,7 @@ impl Gpu {
     /// Opens the best adapter (or the one `opts.adapter` names) with its own limits and the useful optional
     /// features.
     pub async fn new(opts: &GpuOptions) -> Result<Self, GpuError> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = choose(&instance, opts.adapter.as_deref()).await?;
         let summary = AdapterSummary::of(&adapter.get_info());
         let features = adapter.features() & Caps::wanted();
@@ -131,20 +130,12 @@ impl Gpu {
                 trace: Default::default(),
             })
             .await
-            .map_err(|e| GpuError::RequestDevice {
-                adapter: summary.to_string(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| GpuError::RequestDevice { adapter: summary.to_string(), reason: e.to_string() })?;
         Ok(Self::from_device(device, queue, summary, opts))
     }
 
     /// Wraps a device that the caller opened (the browser build, tests).
-    pub fn from_device(
-        device: wgpu::Device,
-        queue: wgpu::Queue,
-        adapter: AdapterSummary,
-        opts: &GpuOptions,
-    ) -> Self {
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue, adapter: AdapterSummary, opts: &GpuOptions) -> Self {
         let errors = Arc::new(Mutex::new(ErrorSink::default()));
         let sink = errors.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -166,7 +157,7 @@ impl Gpu {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let pool = Pool::new(!opts.no_pool);
+        let pool = Pool::new(!opts.no_pool, limits.min_storage_buffer_offset_alignment as u64);
         let dummy_raw = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("nava.dummy"),
             size: 16,
@@ -214,26 +205,15 @@ impl Gpu {
             return Err(GpuError::DeviceLost(lost.clone()));
         }
         match s.first.take() {
-            Some((msg, true)) => Err(GpuError::OutOfMemory {
-                what: msg,
-                bytes: 0,
-                live: self.memory().live_bytes,
-            }),
-            Some((message, false)) => Err(GpuError::Validation {
-                label: "device".into(),
-                message,
-            }),
+            Some((msg, true)) => Err(GpuError::OutOfMemory { what: msg, bytes: 0, live: self.memory().live_bytes }),
+            Some((message, false)) => Err(GpuError::Validation { label: "device".into(), message }),
             None => Ok(()),
         }
     }
 
     pub fn memory(&self) -> MemoryStats {
         let (live_bytes, pooled_bytes, peak_bytes) = self.pool.stats();
-        MemoryStats {
-            live_bytes,
-            pooled_bytes,
-            peak_bytes,
-        }
+        MemoryStats { live_bytes, pooled_bytes, peak_bytes }
     }
 
     pub fn reset_peak_memory(&self) {
@@ -250,31 +230,21 @@ impl Gpu {
         let bytes = dtype.bytes_for(shape.iter().product());
         let limit = self.limits.max_buffer_size;
         if bytes > limit {
-            return Err(GpuError::BufferTooLarge {
-                what: what.to_string(),
-                bytes,
-                limit,
-            });
+            return Err(GpuError::BufferTooLarge { what: what.to_string(), bytes, limit });
         }
         let class = size_class(bytes, limit);
         if let Some(buf) = self.pool.take(class) {
             return Ok(GpuTensor::new(buf, shape.to_vec(), dtype));
         }
         let raw = self.create_raw(what, class)?;
-        Ok(GpuTensor::new(
-            self.pool.adopt(raw, class),
-            shape.to_vec(),
-            dtype,
-        ))
+        Ok(GpuTensor::new(self.pool.adopt(raw, class), shape.to_vec(), dtype))
     }
 
     fn create_raw(&self, what: &str, size: u64) -> Result<wgpu::Buffer, GpuError> {
         let desc = wgpu::BufferDescriptor {
             label: Some(what),
             size,
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         };
         let raw = self.device.create_buffer(&desc);
@@ -287,11 +257,7 @@ impl Gpu {
                 raw.destroy();
                 return Err(match e {
                     GpuError::DeviceLost(m) => GpuError::DeviceLost(m),
-                    _ => GpuError::OutOfMemory {
-                        what: what.to_string(),
-                        bytes: size,
-                        live: self.memory().live_bytes,
-                    },
+                    _ => GpuError::OutOfMemory { what: what.to_string(), bytes: size, live: self.memory().live_bytes },
                 });
             }
             return Ok(raw);
@@ -300,13 +266,7 @@ impl Gpu {
     }
 
     /// Uploads raw little-endian bytes as a tensor.
-    pub fn upload_bytes(
-        &self,
-        what: &str,
-        bytes: &[u8],
-        shape: &[usize],
-        dtype: DType,
-    ) -> Result<GpuTensor, GpuError> {
+    pub fn upload_bytes(&self, what: &str, bytes: &[u8], shape: &[usize], dtype: DType) -> Result<GpuTensor, GpuError> {
         let t = self.alloc(what, shape, dtype)?;
         let want = t.len_bytes() as usize;
         let exact = match dtype {
@@ -314,11 +274,7 @@ impl Gpu {
             _ => 4 * t.numel(),
         };
         if bytes.len() != exact && bytes.len() != want {
-            return Err(GpuError::UploadSize {
-                what: what.to_string(),
-                got: bytes.len(),
-                want: exact,
-            });
+            return Err(GpuError::UploadSize { what: what.to_string(), got: bytes.len(), want: exact });
         }
         // Recorded launches must run before their buffers can be overwritten.
         self.flush()?;
@@ -332,31 +288,16 @@ impl Gpu {
         Ok(t)
     }
 
-    pub fn upload_f32(
-        &self,
-        what: &str,
-        data: &[f32],
-        shape: &[usize],
-    ) -> Result<GpuTensor, GpuError> {
+    pub fn upload_f32(&self, what: &str, data: &[f32], shape: &[usize]) -> Result<GpuTensor, GpuError> {
         self.upload_bytes(what, bytemuck::cast_slice(data), shape, DType::F32)
     }
 
-    pub fn upload_u32(
-        &self,
-        what: &str,
-        data: &[u32],
-        shape: &[usize],
-    ) -> Result<GpuTensor, GpuError> {
+    pub fn upload_u32(&self, what: &str, data: &[u32], shape: &[usize]) -> Result<GpuTensor, GpuError> {
         self.upload_bytes(what, bytemuck::cast_slice(data), shape, DType::U32)
     }
 
     /// Uploads f32 data converted to f16.
-    pub fn upload_as_f16(
-        &self,
-        what: &str,
-        data: &[f32],
-        shape: &[usize],
-    ) -> Result<GpuTensor, GpuError> {
+    pub fn upload_as_f16(&self, what: &str, data: &[f32], shape: &[usize]) -> Result<GpuTensor, GpuError> {
         let h: Vec<half::f16> = data.iter().map(|&v| half::f16::from_f32(v)).collect();
         self.upload_bytes(what, bytemuck::cast_slice(&h), shape, DType::F16)
     }
@@ -373,40 +314,29 @@ impl Gpu {
             log::info!("WGSL of {}:\n{source}", spec.label);
             eprintln!("// ---- {} ----\n{source}", spec.label);
         }
-        let module = self
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(&spec.label),
-                source: wgpu::ShaderSource::Wgsl(source.into()),
-            });
-        let pipeline = self
-            .device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(&spec.label),
-                layout: Some(&pl),
-                module: &module,
-                entry_point: Some(spec.entry),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: &spec.constants,
-                    zero_initialize_workgroup_memory: false,
-                },
-                cache: None,
-            });
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(&spec.label),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&spec.label),
+            layout: Some(&pl),
+            module: &module,
+            entry_point: Some(spec.entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &spec.constants,
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
         if let Err(e) = self.check() {
             return Err(match e {
-                GpuError::Validation { message, .. } => GpuError::Validation {
-                    label: spec.label.clone(),
-                    message,
-                },
+                GpuError::Validation { message, .. } => GpuError::Validation { label: spec.label.clone(), message },
                 other => other,
             });
         }
         let p = Pipeline {
-            inner: Arc::new(CachedPipeline {
-                pipeline,
-                layout: bgl,
-                layout_key: spec.bindings.clone(),
-            }),
+            inner: Arc::new(CachedPipeline { pipeline, layout: bgl, layout_key: spec.bindings.clone() }),
             label: spec.label.clone().into(),
         };
         lock(&self.pipelines).insert(key, p.clone());
@@ -425,9 +355,7 @@ impl Gpu {
                 binding: i as u32,
                 visibility: wgpu::ShaderStages::COMPUTE,
                 ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Storage {
-                        read_only: *a == Access::Read,
-                    },
+                    ty: wgpu::BufferBindingType::Storage { read_only: *a == Access::Read },
                     has_dynamic_offset: false,
                     min_binding_size: None,
                 },
@@ -444,19 +372,13 @@ impl Gpu {
             },
             count: None,
         });
-        let bgl = self
-            .device
-            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: None,
-                entries: &entries,
-            });
-        let pl = self
-            .device
-            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: None,
-                bind_group_layouts: &[Some(&bgl)],
-                immediate_size: 0,
-            });
+        let bgl =
+            self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: None, entries: &entries });
+        let pl = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: None,
+            bind_group_layouts: &[Some(&bgl)],
+            immediate_size: 0,
+        });
         layouts.insert(access.to_vec(), (bgl.clone(), pl.clone()));
         (bgl, pl)
     }
@@ -474,11 +396,7 @@ impl Gpu {
         if bindings.len() != pipe.inner.layout_key.len() {
             return Err(GpuError::Validation {
                 label: label.to_string(),
-                message: format!(
-                    "{} bindings given, the kernel has {}",
-                    bindings.len(),
-                    pipe.inner.layout_key.len()
-                ),
+                message: format!("{} bindings given, the kernel has {}", bindings.len(), pipe.inner.layout_key.len()),
             });
         }
         let max_binding = self.max_binding();
@@ -494,10 +412,7 @@ impl Gpu {
             if b.offset % align != 0 {
                 return Err(GpuError::Validation {
                     label: label.to_string(),
-                    message: format!(
-                        "binding {i} offset {} is not a multiple of {align}",
-                        b.offset
-                    ),
+                    message: format!("binding {i} offset {} is not a multiple of {align}", b.offset),
                 });
             }
         }
@@ -522,9 +437,7 @@ impl Gpu {
         let mut batch = lock(&self.batch);
         let param_offset = batch.params.len() as u32;
         batch.params.extend_from_slice(bytes);
-        batch
-            .params
-            .resize(param_offset as usize + PARAM_SLOT as usize, 0);
+        batch.params.resize(param_offset as usize + PARAM_SLOT as usize, 0);
         batch.recorded.push(Recorded {
             pipeline: pipe.clone(),
             bind_group,
@@ -540,16 +453,9 @@ impl Gpu {
     }
 
     fn bind_group(&self, pipe: &Pipeline, bindings: &[Binding]) -> wgpu::BindGroup {
-        let layout_name: String = pipe
-            .inner
-            .layout_key
-            .iter()
-            .map(|a| if *a == Access::Read { 'r' } else { 'w' })
-            .collect();
-        let key = (
-            layout_name,
-            bindings.iter().map(Binding::key).collect::<Vec<_>>(),
-        );
+        let layout_name: String =
+            pipe.inner.layout_key.iter().map(|a| if *a == Access::Read { 'r' } else { 'w' }).collect();
+        let key = (layout_name, bindings.iter().map(Binding::key).collect::<Vec<_>>());
         let mut cache = lock(&self.bind_groups);
         if let Some(bg) = cache.get(&key) {
             return bg.clone();
@@ -596,16 +502,9 @@ impl Gpu {
             return self.check();
         }
         self.queue.write_buffer(&self.params_ring, 0, &batch.params);
-        let mut enc = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("nava.batch"),
-            });
+        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("nava.batch") });
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: None,
-                timestamp_writes: None,
-            });
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
             for r in &batch.recorded {
                 pass.set_pipeline(&r.pipeline.inner.pipeline);
                 pass.set_bind_group(0, &r.bind_group, &[r.param_offset]);
@@ -621,9 +520,7 @@ impl Gpu {
     pub fn wait(&self) -> Result<(), GpuError> {
         self.flush()?;
         #[cfg(not(target_arch = "wasm32"))]
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| GpuError::DeviceLost(e.to_string()))?;
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| GpuError::DeviceLost(e.to_string()))?;
         self.check()
     }
 
@@ -637,29 +534,20 @@ impl Gpu {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let mut enc = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("nava.read"),
-            });
-        enc.copy_buffer_to_buffer(&t.buf.raw, 0, &staging, 0, size);
+        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("nava.read") });
+        enc.copy_buffer_to_buffer(&t.buf.raw, t.offset(), &staging, 0, size);
         self.queue.submit([enc.finish()]);
         let (tx, rx) = futures_channel::oneshot::channel();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
         #[cfg(not(target_arch = "wasm32"))]
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| GpuError::DeviceLost(e.to_string()))?;
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| GpuError::DeviceLost(e.to_string()))?;
         rx.await
             .map_err(|_| GpuError::Readback("the map callback was dropped".into()))?
             .map_err(|e| GpuError::Readback(e.to_string()))?;
         self.check()?;
-        let view = staging
-            .slice(..)
-            .get_mapped_range()
-            .map_err(|e| GpuError::Readback(e.to_string()))?;
+        let view = staging.slice(..).get_mapped_range().map_err(|e| GpuError::Readback(e.to_string()))?;
         let out = view.to_vec();
         drop(view);
         staging.unmap();
@@ -672,14 +560,12 @@ impl Gpu {
         let n = t.numel();
         Ok(match t.dtype() {
             DType::F32 | DType::U32 => bytemuck::cast_slice::<u8, f32>(&bytes[..4 * n]).to_vec(),
-            DType::F16 => bytes[..2 * n]
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            DType::BF16 => bytes[..2 * n]
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
+            DType::F16 => {
+                bytes[..2 * n].chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+            }
+            DType::BF16 => {
+                bytes[..2 * n].chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+            }
         })
     }
 }

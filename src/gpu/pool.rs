@@ -10,6 +10,8 @@ pub(crate) struct Buf {
     pub id: u64,
     pub raw: wgpu::Buffer,
     pub size: u64,
+    /// The adapter's `min_storage_buffer_offset_alignment`: bindings of views start at multiples of it.
+    pub align: u64,
     pool: Weak<Mutex<PoolState>>,
 }
 
@@ -20,10 +22,7 @@ impl Drop for Buf {
                 p.live_bytes -= self.size;
                 if p.reuse {
                     p.pooled_bytes += self.size;
-                    p.free
-                        .entry(self.size)
-                        .or_default()
-                        .push((self.id, self.raw.clone()));
+                    p.free.entry(self.size).or_default().push((self.id, self.raw.clone()));
                 } else {
                     self.raw.destroy();
                 }
@@ -44,6 +43,7 @@ pub(crate) struct PoolState {
 
 pub(crate) struct Pool {
     state: Arc<Mutex<PoolState>>,
+    align: u64,
 }
 
 /// Rounds a request up to its size class: powers of two split in eight steps, so at most 12.5 % is wasted.
@@ -58,13 +58,8 @@ pub(crate) fn size_class(bytes: u64, max: u64) -> u64 {
 }
 
 impl Pool {
-    pub fn new(reuse: bool) -> Self {
-        Self {
-            state: Arc::new(Mutex::new(PoolState {
-                reuse,
-                ..Default::default()
-            })),
-        }
+    pub fn new(reuse: bool, align: u64) -> Self {
+        Self { state: Arc::new(Mutex::new(PoolState { reuse, ..Default::default() })), align }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
@@ -78,12 +73,7 @@ impl Pool {
         p.pooled_bytes -= class;
         p.live_bytes += class;
         p.peak_bytes = p.peak_bytes.max(p.live_bytes);
-        Some(Arc::new(Buf {
-            id,
-            raw,
-            size: class,
-            pool: Arc::downgrade(&self.state),
-        }))
+        Some(Arc::new(Buf { id, raw, size: class, align: self.align, pool: Arc::downgrade(&self.state) }))
     }
 
     /// Registers a freshly created buffer.
@@ -92,12 +82,7 @@ impl Pool {
         p.next_id += 1;
         p.live_bytes += size;
         p.peak_bytes = p.peak_bytes.max(p.live_bytes);
-        Arc::new(Buf {
-            id: p.next_id,
-            raw,
-            size,
-            pool: Arc::downgrade(&self.state),
-        })
+        Arc::new(Buf { id: p.next_id, raw, size, align: self.align, pool: Arc::downgrade(&self.state) })
     }
 
     /// Destroys every pooled (unused) buffer, e.g. before a large allocation that failed.

@@ -34,11 +34,7 @@ pub struct Spec {
 impl Spec {
     pub fn new(family: &'static Family, entry: &'static str, bindings: &[Access]) -> Self {
         Self {
-            label: if entry == family.name {
-                family.name.to_string()
-            } else {
-                format!("{}.{}", family.name, entry)
-            },
+            label: if entry == family.name { family.name.to_string() } else { format!("{}.{}", family.name, entry) },
             family,
             entry,
             bindings: bindings.to_vec(),
@@ -96,10 +92,7 @@ impl Spec {
 
     /// The cache key: the label plus everything that changes the compiled code.
     pub(crate) fn key(&self) -> String {
-        let mut k = format!(
-            "{}|{}|{:?}|{}",
-            self.label, self.entry, self.elem, self.enable_f16
-        );
+        let mut k = format!("{}|{}|{:?}|{}", self.label, self.entry, self.elem, self.enable_f16);
         for s in &self.snippets {
             k.push_str(&format!("|{:p}", s.as_ptr()));
         }

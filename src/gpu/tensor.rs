@@ -37,10 +37,13 @@ impl DType {
     }
 }
 
-/// A tensor in GPU memory. Cloning shares the storage.
+/// A tensor in GPU memory: a whole pooled buffer, or a view of rows of one ([`GpuTensor::rows`]). Cloning shares
+/// the storage.
 #[derive(Clone)]
 pub struct GpuTensor {
     pub(crate) buf: Arc<Buf>,
+    /// Byte offset of the first element in the buffer (a multiple of 4).
+    offset: u64,
     shape: Vec<usize>,
     dtype: DType,
 }
@@ -53,7 +56,33 @@ impl std::fmt::Debug for GpuTensor {
 
 impl GpuTensor {
     pub(crate) fn new(buf: Arc<Buf>, shape: Vec<usize>, dtype: DType) -> Self {
-        Self { buf, shape, dtype }
+        Self { buf, offset: 0, shape, dtype }
+    }
+
+    /// Byte offset of this tensor (a view) inside its buffer.
+    pub(crate) fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// A view of `n` rows (indices along the first dimension) starting at `start`; the data is shared. `None` when
+    /// the range is out of bounds or does not start on a 32-bit word.
+    pub fn rows(&self, start: usize, n: usize) -> Option<GpuTensor> {
+        let (&first, rest) = self.shape.split_first()?;
+        if start + n > first {
+            return None;
+        }
+        let row_elems: usize = rest.iter().product();
+        let elem_bytes = match self.dtype {
+            DType::F32 | DType::U32 => 4,
+            DType::F16 | DType::BF16 => 2,
+        };
+        let byte = (start * row_elems * elem_bytes) as u64;
+        if byte % 4 != 0 {
+            return None;
+        }
+        let mut shape = self.shape.clone();
+        shape[0] = n;
+        Some(GpuTensor { buf: self.buf.clone(), offset: self.offset + byte, shape, dtype: self.dtype })
     }
 
     pub fn shape(&self) -> &[usize] {
@@ -77,6 +106,7 @@ impl GpuTensor {
     pub fn reshape(&self, shape: &[usize]) -> Option<GpuTensor> {
         (shape.iter().product::<usize>() == self.numel()).then(|| GpuTensor {
             buf: self.buf.clone(),
+            offset: self.offset,
             shape: shape.to_vec(),
             dtype: self.dtype,
         })
@@ -87,28 +117,21 @@ impl GpuTensor {
         self.buf.id
     }
 
-    /// The whole tensor as one binding.
+    /// The whole tensor as one binding. For a view the binding starts at an aligned offset at or before the
+    /// view, and the kernel must add `word_shift` to its indices (zero for a whole buffer).
     pub fn binding(&self) -> Binding {
-        Binding {
-            buf: self.buf.clone(),
-            offset: 0,
-            size: self.len_bytes().max(4),
-            word_shift: 0,
-        }
+        self.window(0, self.len_bytes(), self.buf.align)
     }
 
     /// A binding that covers bytes `[start, start + len)` of the tensor, starting at the closest offset at or below
-    /// `start` that is a multiple of `align` (the adapter's `min_storage_buffer_offset_alignment`). The kernel adds
+    /// that is a multiple of `align` (the adapter's `min_storage_buffer_offset_alignment`). The kernel adds
     /// `word_shift` to its indices.
     pub fn window(&self, start: u64, len: u64, align: u64) -> Binding {
+        let start = self.offset + start;
+        let align = align.max(self.buf.align).max(4);
         let base = start / align * align;
         let end = (start + len).min(self.buf.size).max(base + 4);
-        Binding {
-            buf: self.buf.clone(),
-            offset: base,
-            size: end - base,
-            word_shift: ((start - base) / 4) as u32,
-        }
+        Binding { buf: self.buf.clone(), offset: base, size: end - base, word_shift: ((start - base) / 4) as u32 }
     }
 }
 

@@ -9,10 +9,7 @@ use crate::gpu::{spread, Access, DType, Family, Gpu, GpuTensor, Spec};
 
 use super::{Check, KernelError};
 
-pub static FAMILY: Family = Family {
-    name: "gemm",
-    source: include_str!("../../shaders/gemm.wgsl"),
-};
+pub static FAMILY: Family = Family { name: "gemm", source: include_str!("../../shaders/gemm.wgsl") };
 const W_F32: &str = include_str!("../../shaders/common/w_f32.wgsl");
 const W_F16: &str = include_str!("../../shaders/common/w_f16.wgsl");
 const W_BF16: &str = include_str!("../../shaders/common/w_bf16.wgsl");
@@ -38,14 +35,7 @@ pub enum WeightFormat {
 }
 
 impl WeightFormat {
-    pub const ALL: [WeightFormat; 6] = [
-        Self::F32,
-        Self::F16,
-        Self::BF16,
-        Self::Q8,
-        Self::Q4,
-        Self::Fp8,
-    ];
+    pub const ALL: [WeightFormat; 6] = [Self::F32, Self::F16, Self::BF16, Self::Q8, Self::Q4, Self::Fp8];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -115,10 +105,7 @@ pub struct PackedWeight {
 }
 
 fn pads(format: WeightFormat, n: usize, k: usize) -> (usize, usize) {
-    (
-        n.div_ceil(4) * 4,
-        k.div_ceil(format.k_align()) * format.k_align(),
-    )
+    (n.div_ceil(4) * 4, k.div_ceil(format.k_align()) * format.k_align())
 }
 
 impl PackedWeight {
@@ -162,23 +149,16 @@ impl PackedWeight {
                 };
                 for kw in 0..k_pad / 2 {
                     for ni in 0..n_pad {
-                        words[kw * n_pad + ni] =
-                            bits(get(ni, 2 * kw)) | (bits(get(ni, 2 * kw + 1)) << 16);
+                        words[kw * n_pad + ni] = bits(get(ni, 2 * kw)) | (bits(get(ni, 2 * kw + 1)) << 16);
                     }
                 }
             }
             WeightFormat::Q8 | WeightFormat::Q4 => {
-                let qmax = if format == WeightFormat::Q8 {
-                    127.0
-                } else {
-                    7.0
-                };
+                let qmax = if format == WeightFormat::Q8 { 127.0 } else { 7.0 };
                 let mut sc = vec![half::f16::ZERO; k_pad / 32 * n_pad];
                 for kb in 0..k_pad / 32 {
                     for ni in 0..n_pad {
-                        let amax = (0..32)
-                            .map(|j| get(ni, kb * 32 + j).abs())
-                            .fold(0.0f32, f32::max);
+                        let amax = (0..32).map(|j| get(ni, kb * 32 + j).abs()).fold(0.0f32, f32::max);
                         let s = half::f16::from_f32(amax / qmax);
                         sc[kb * n_pad + ni] = s;
                         let s = s.to_f32();
@@ -211,13 +191,7 @@ impl PackedWeight {
                 return Self::from_fp8(n, k, &bytes, &col[..n]);
             }
         }
-        Self {
-            format,
-            n,
-            k,
-            words,
-            scales,
-        }
+        Self { format, n, k, words, scales }
     }
 
     /// Packs raw 16-bit values (f16 or bf16 bits, row-major `[n, k]`) without rounding.
@@ -236,13 +210,7 @@ impl PackedWeight {
                 words[kw * n_pad + ni] = get(ni, 2 * kw) | (get(ni, 2 * kw + 1) << 16);
             }
         }
-        Self {
-            format,
-            n,
-            k,
-            words,
-            scales: Vec::new(),
-        }
+        Self { format, n, k, words, scales: Vec::new() }
     }
 
     /// Packs float8 e4m3fn bytes (row-major `[n, k]`) with one scale per output column (repeat a per-tensor scale).
@@ -257,33 +225,24 @@ impl PackedWeight {
         }
         let mut scales: Vec<u32> = col_scale.iter().map(|s| s.to_bits()).collect();
         scales.resize(n_pad, 1.0f32.to_bits());
-        Self {
-            format: WeightFormat::Fp8,
-            n,
-            k,
-            words,
-            scales,
-        }
+        Self { format: WeightFormat::Fp8, n, k, words, scales }
     }
 
     /// The `[n, k]` values the GPU will use (for tests and error reports).
     pub fn dequantize(&self) -> Vec<f32> {
         let n_pad = self.n_pad();
         let mut out = vec![0.0f32; self.n * self.k];
-        let scale16 =
-            |i: usize| half::f16::from_bits((self.scales[i / 2] >> (16 * (i % 2))) as u16).to_f32();
+        let scale16 = |i: usize| half::f16::from_bits((self.scales[i / 2] >> (16 * (i % 2))) as u16).to_f32();
         for ni in 0..self.n {
             for ki in 0..self.k {
                 out[ni * self.k + ki] = match self.format {
                     WeightFormat::F32 => f32::from_bits(self.words[ki * n_pad + ni]),
-                    WeightFormat::F16 => half::f16::from_bits(
-                        (self.words[ki / 2 * n_pad + ni] >> (16 * (ki % 2))) as u16,
-                    )
-                    .to_f32(),
-                    WeightFormat::BF16 => half::bf16::from_bits(
-                        (self.words[ki / 2 * n_pad + ni] >> (16 * (ki % 2))) as u16,
-                    )
-                    .to_f32(),
+                    WeightFormat::F16 => {
+                        half::f16::from_bits((self.words[ki / 2 * n_pad + ni] >> (16 * (ki % 2))) as u16).to_f32()
+                    }
+                    WeightFormat::BF16 => {
+                        half::bf16::from_bits((self.words[ki / 2 * n_pad + ni] >> (16 * (ki % 2))) as u16).to_f32()
+                    }
                     WeightFormat::Q8 => {
                         let q = (self.words[ki / 4 * n_pad + ni] >> (8 * (ki % 4))) as u8 as i8;
                         q as f32 * scale16(ki / 32 * n_pad + ni)
@@ -304,9 +263,7 @@ impl PackedWeight {
 }
 
 fn pack_f16_pairs(v: &[half::f16]) -> Vec<u32> {
-    v.chunks(2)
-        .map(|c| c[0].to_bits() as u32 | (c.get(1).map_or(0, |h| h.to_bits() as u32) << 16))
-        .collect()
+    v.chunks(2).map(|c| c[0].to_bits() as u32 | (c.get(1).map_or(0, |h| h.to_bits() as u32) << 16)).collect()
 }
 
 /// float8 e4m3fn → f32 (no infinities; 0x7f/0xff are NaN).
@@ -317,11 +274,7 @@ pub fn e4m3_to_f32(b: u8) -> f32 {
     if e == 15 && b & 7 == 7 {
         return f32::NAN;
     }
-    sign * if e == 0 {
-        m / 8.0 * 2f32.powi(-6)
-    } else {
-        (1.0 + m / 8.0) * 2f32.powi(e - 7)
-    }
+    sign * if e == 0 { m / 8.0 * 2f32.powi(-6) } else { (1.0 + m / 8.0) * 2f32.powi(e - 7) }
 }
 
 /// f32 → float8 e4m3fn, round to nearest, saturating at ±448.
@@ -363,15 +316,7 @@ impl Weight {
         } else {
             Some(g.upload_u32(&format!("{name}.scale"), &p.scales, &[p.scales.len()])?)
         };
-        Ok(Self {
-            format: p.format,
-            n: p.n,
-            k: p.k,
-            n_pad: p.n_pad(),
-            k_pad: p.k_pad(),
-            words,
-            scales,
-        })
+        Ok(Self { format: p.format, n: p.n, k: p.k, n_pad: p.n_pad(), k_pad: p.k_pad(), words, scales })
     }
 
     /// Uploads an f32 `[n, k]` matrix in `format` (quantising where the format asks for it).
@@ -450,27 +395,18 @@ impl Variant {
     }
 
     fn pick(g: &Gpu, format: WeightFormat) -> Self {
-        Self {
-            format,
-            wg: 64.min(g.limits.max_compute_invocations_per_workgroup),
-        }
+        Self { format, wg: 64.min(g.limits.max_compute_invocations_per_workgroup) }
     }
 }
 
 /// The variant used for each weight format on this device.
 pub fn selected(g: &Gpu) -> Vec<String> {
-    WeightFormat::ALL
-        .iter()
-        .map(|&f| Variant::pick(g, f).spec().label)
-        .collect()
+    WeightFormat::ALL.iter().map(|&f| Variant::pick(g, f).spec().label).collect()
 }
 
 /// Every variant, for the validation test.
 pub fn variants() -> Vec<Spec> {
-    WeightFormat::ALL
-        .iter()
-        .map(|&format| Variant { format, wg: 64 }.spec())
-        .collect()
+    WeightFormat::ALL.iter().map(|&format| Variant { format, wg: 64 }.spec()).collect()
 }
 
 /// `y = epilogue(x·Wᵀ)`; x is `[.., k]` (leading dims are rows), y is `[.., n]`.
@@ -505,25 +441,10 @@ pub fn gemm_gated_add(
             found: gate.shape().to_vec(),
         });
     };
-    run(
-        g,
-        x,
-        w,
-        y,
-        rows,
-        Epilogue {
-            bias,
-            act: Act::None,
-        },
-        Some((gate, g_ld)),
-    )
+    run(g, x, w, y, rows, Epilogue { bias, act: Act::None }, Some((gate, g_ld)))
 }
 
-fn check(
-    x: &GpuTensor,
-    w: &Weight,
-    bias: Option<&GpuTensor>,
-) -> Result<(usize, Vec<usize>), KernelError> {
+fn check(x: &GpuTensor, w: &Weight, bias: Option<&GpuTensor>) -> Result<(usize, Vec<usize>), KernelError> {
     const OP: &str = "gemm";
     x.expect_dtype(OP, "x", DType::F32)?;
     let shape = x.shape();
@@ -572,10 +493,8 @@ fn run(
             what: format!("a weight row block of {n} outputs exceeds one binding"),
         });
     }
-    let k_chunks: Vec<(usize, usize)> = (0..w.k_pad.max(1))
-        .step_by(max_k)
-        .map(|k0| (k0, (k0 + max_k).min(k)))
-        .collect();
+    let k_chunks: Vec<(usize, usize)> =
+        (0..w.k_pad.max(1)).step_by(max_k).map(|k0| (k0, (k0 + max_k).min(k))).collect();
     if gate.is_some() && k_chunks.len() > 1 {
         return Err(KernelError::Unsupported {
             op: "gemm_gated_add",
@@ -612,11 +531,7 @@ fn run(
             );
             let (sb, s_shift) = match (&w.scales, w.format) {
                 (Some(s), WeightFormat::Q8 | WeightFormat::Q4) => {
-                    let b = s.window(
-                        (k0 / 32 * n_pad * 2) as u64,
-                        (max_k / 32 * n_pad * 2) as u64,
-                        align,
-                    );
+                    let b = s.window((k0 / 32 * n_pad * 2) as u64, (max_k / 32 * n_pad * 2) as u64, align);
                     let sh = b.word_shift;
                     (b, sh)
                 }
@@ -657,15 +572,8 @@ fn run(
                 flags,
                 ..Default::default()
             };
-            let bias = epi
-                .bias
-                .map_or_else(|| g.dummy().binding(), |b| b.binding());
-            g.dispatch(
-                &pipe,
-                &[xb.clone(), wb, bias, gb.clone(), yb.clone(), sb],
-                &params,
-                [groups_x, gy, gz],
-            )?;
+            let bias = epi.bias.map_or_else(|| g.dummy().binding(), |b| b.binding());
+            g.dispatch(&pipe, &[xb.clone(), wb, bias, gb.clone(), yb.clone(), sb], &params, [groups_x, gy, gz])?;
         }
     }
     Ok(())

@@ -1,21 +1,11 @@
 //! GEMM: every weight format and epilogue against an f64 reference, at sizes that are not multiples of the tiles.
 
-use nava::kernels::gemm::{
-    gemm, gemm_gated_add, Act, Epilogue, PackedWeight, Weight, WeightFormat,
-};
+use nava::kernels::gemm::{gemm, gemm_gated_add, Act, Epilogue, PackedWeight, Weight, WeightFormat};
 
 use crate::common::{assert_close, rand_vec, rel_max_err, test_gpu, Tol};
 
 /// y = x·Wᵀ + b over f64 sums, then the activation; the formulas, not the shader.
-fn reference(
-    x: &[f32],
-    w: &[f32],
-    b: Option<&[f32]>,
-    m: usize,
-    n: usize,
-    k: usize,
-    act: Act,
-) -> Vec<f32> {
+fn reference(x: &[f32], w: &[f32], b: Option<&[f32]>, m: usize, n: usize, k: usize, act: Act) -> Vec<f32> {
     let mut y = vec![0.0f32; m * n];
     for i in 0..m {
         for j in 0..n {
@@ -26,10 +16,7 @@ fn reference(
             y[i * n + j] = match act {
                 Act::None => s,
                 Act::GeluTanh => {
-                    0.5 * s
-                        * (1.0
-                            + ((2.0 / std::f64::consts::PI).sqrt() * (s + 0.044715 * s.powi(3)))
-                                .tanh())
+                    0.5 * s * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (s + 0.044715 * s.powi(3))).tanh())
                 }
                 Act::Silu => s / (1.0 + (-s).exp()),
             } as f32;
@@ -41,16 +28,8 @@ fn reference(
 #[test]
 fn gemm_f32_matches_reference() {
     let g = test_gpu();
-    for (i, &(m, n, k)) in [
-        (1, 1, 1),
-        (3, 7, 5),
-        (5, 13, 33),
-        (17, 64, 96),
-        (64, 300, 130),
-        (130, 257, 256),
-    ]
-    .iter()
-    .enumerate()
+    for (i, &(m, n, k)) in
+        [(1, 1, 1), (3, 7, 5), (5, 13, 33), (17, 64, 96), (64, 300, 130), (130, 257, 256)].iter().enumerate()
     {
         let x = rand_vec(10 + i as u64, m * k);
         let w = rand_vec(20 + i as u64, n * k);
@@ -59,25 +38,11 @@ fn gemm_f32_matches_reference() {
         let wt = Weight::from_f32(g, "w", WeightFormat::F32, n, k, &w).unwrap();
         let bt = g.upload_f32("b", &b, &[n]).unwrap();
         for act in [Act::None, Act::GeluTanh, Act::Silu] {
-            let y = gemm(
-                g,
-                &xt,
-                &wt,
-                Epilogue {
-                    bias: Some(&bt),
-                    act,
-                },
-            )
-            .unwrap();
+            let y = gemm(g, &xt, &wt, Epilogue { bias: Some(&bt), act }).unwrap();
             assert_eq!(y.shape(), &[m, n]);
             let got = g.read_f32_blocking(&y).unwrap();
             let want = reference(&x, &w, Some(&b), m, n, k, act);
-            assert_close(
-                &format!("gemm f32 {m}x{n}x{k} {act:?}"),
-                &got,
-                &want,
-                Tol::new(2e-5, 2e-5),
-            );
+            assert_close(&format!("gemm f32 {m}x{n}x{k} {act:?}"), &got, &want, Tol::new(2e-5, 2e-5));
         }
     }
 }
@@ -118,15 +83,8 @@ fn gemm_gated_residual() {
         let gt = g.upload_f32("g", &gate, &[gate.len()]).unwrap();
         let yt = g.upload_f32("y", &res, &[m, n]).unwrap();
         gemm_gated_add(g, &xt, &wt, Some(&bt), &gt, &yt).unwrap();
-        let want: Vec<f32> = (0..m * n)
-            .map(|i| res[i] + prod[i] * gate[if per_row { i } else { i % n }])
-            .collect();
-        assert_close(
-            "gated residual",
-            &g.read_f32_blocking(&yt).unwrap(),
-            &want,
-            Tol::new(2e-5, 2e-5),
-        );
+        let want: Vec<f32> = (0..m * n).map(|i| res[i] + prod[i] * gate[if per_row { i } else { i % n }]).collect();
+        assert_close("gated residual", &g.read_f32_blocking(&yt).unwrap(), &want, Tol::new(2e-5, 2e-5));
     }
 }
 
@@ -151,14 +109,9 @@ fn gemm_weight_formats() {
         let packed = PackedWeight::quantize(format, n, k, &w);
         let wq = packed.dequantize();
         let err = rel_max_err(&wq, &w);
-        assert!(
-            err <= bound,
-            "{format:?} weight error {err} over its bound {bound}"
-        );
+        assert!(err <= bound, "{format:?} weight error {err} over its bound {bound}");
         let wt = Weight::upload(g, "w", &packed).unwrap();
-        let y = g
-            .read_f32_blocking(&gemm(g, &xt, &wt, Epilogue::default()).unwrap())
-            .unwrap();
+        let y = g.read_f32_blocking(&gemm(g, &xt, &wt, Epilogue::default()).unwrap()).unwrap();
         assert_close(
             &format!("gemm {format:?}"),
             &y,
@@ -166,9 +119,7 @@ fn gemm_weight_formats() {
             Tol::new(3e-5, 3e-5),
         );
         let out_err = rel_max_err(&y, &exact);
-        println!(
-            "{format:?}: weight error {err:.2e}, output error {out_err:.2e} (relative to max |y|)"
-        );
+        println!("{format:?}: weight error {err:.2e}, output error {out_err:.2e} (relative to max |y|)");
     }
 }
 
@@ -192,25 +143,10 @@ fn gemm_rejects_wrong_shapes() {
     let g = test_gpu();
     let xt = g.upload_f32("x", &[0.0; 12], &[3, 4]).unwrap();
     let wt = Weight::from_f32(g, "w", WeightFormat::F32, 2, 5, &[0.0; 10]).unwrap();
-    let e = gemm(g, &xt, &wt, Epilogue::default())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("`x` has shape [3, 4]") && e.contains("in-features"),
-        "{e}"
-    );
+    let e = gemm(g, &xt, &wt, Epilogue::default()).unwrap_err().to_string();
+    assert!(e.contains("`x` has shape [3, 4]") && e.contains("in-features"), "{e}");
     let wt = Weight::from_f32(g, "w", WeightFormat::F32, 2, 4, &[0.0; 8]).unwrap();
     let bt = g.upload_f32("b", &[0.0; 3], &[3]).unwrap();
-    let e = gemm(
-        g,
-        &xt,
-        &wt,
-        Epilogue {
-            bias: Some(&bt),
-            act: Act::None,
-        },
-    )
-    .unwrap_err()
-    .to_string();
+    let e = gemm(g, &xt, &wt, Epilogue { bias: Some(&bt), act: Act::None }).unwrap_err().to_string();
     assert!(e.contains("`bias` has shape [3]"), "{e}");
 }
