@@ -4,3 +4,4 @@
 
 pub mod gpu;
 pub mod kernels;
+pub mod weights;
