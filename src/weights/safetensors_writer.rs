@@ -64,17 +64,19 @@ fn build_header(
             .and_then(|n| n.checked_mul(t.dtype.size_bytes()))
             .ok_or_else(|| write_err(&t.name, format!("shape {:?} overflows", t.shape)))?
             as u64;
+        let end = pos
+            .checked_add(len)
+            .ok_or_else(|| write_err(&t.name, "the file would pass 2^64 bytes".to_string()))?;
         if json.len() > 1 {
             json.push(',');
         }
         json.push_str(&format!(
-            "{}:{{\"dtype\":\"{}\",\"shape\":{:?},\"data_offsets\":[{pos},{}]}}",
+            "{}:{{\"dtype\":\"{}\",\"shape\":{:?},\"data_offsets\":[{pos},{end}]}}",
             quote(&t.name),
             t.dtype.safetensors_name(),
             t.shape,
-            pos + len
         ));
-        pos += len;
+        pos = end;
         sizes.push(len);
     }
     json.push('}');
