@@ -19,10 +19,7 @@ use crate::gpu::{spread, Access, Binding, DType, Family, Gpu, GpuTensor, Spec};
 
 use super::{Check, KernelError};
 
-pub static FAMILY: Family = Family {
-    name: "elementwise",
-    source: include_str!("../../shaders/elementwise.wgsl"),
-};
+pub static FAMILY: Family = Family { name: "elementwise", source: include_str!("../../shaders/elementwise.wgsl") };
 
 /// Invocations per workgroup and elements per invocation of `map` (`step_cols`/`step_ch` depend on `MAP_WG`).
 /// On lavapipe 64 × 16 ran 1.5–2× faster than 64 × 4 and than 32 × 16, 128 × 8 or 256 × 4.
@@ -332,25 +329,8 @@ pub fn unary_inplace(g: &Gpu, x: &GpuTensor, f: Unary) -> Result<(), KernelError
 }
 
 /// A job over all elements as one column (no broadcasting: any split point is a row boundary).
-fn flat_job<'a>(
-    op: &'static str,
-    code: MapOp,
-    x: Option<&'a GpuTensor>,
-    y: &'a GpuTensor,
-    s: [f32; 2],
-) -> MapJob<'a> {
-    MapJob {
-        op,
-        code,
-        x,
-        b: Operand::None,
-        c: None,
-        y,
-        src_y: x.is_none(),
-        rows: y.numel(),
-        cols: 1,
-        s,
-    }
+fn flat_job<'a>(op: &'static str, code: MapOp, x: Option<&'a GpuTensor>, y: &'a GpuTensor, s: [f32; 2]) -> MapJob<'a> {
+    MapJob { op, code, x, b: Operand::None, c: None, y, src_y: x.is_none(), rows: y.numel(), cols: 1, s }
 }
 
 /// Sets every element of `y` to `value`.
@@ -396,26 +376,18 @@ pub enum Binary {
 /// How `b` broadcasts against `a` `[rows, cols]`: the same shape; one row (`[cols]`, or any shape of `cols`
 /// elements whose other dims are 1); or one value per row (`[rows, 1]`, a shape of leading dims ending in 1, or a
 /// 1-d `[rows]`). A 1-d `[n]` with `rows == cols == n` is a row, as in PyTorch; pass `[rows, 1]` for per-row.
-fn broadcast<'a>(
-    op: &'static str,
-    a: &GpuTensor,
-    b: &'a GpuTensor,
-) -> Result<Operand<'a>, KernelError> {
+fn broadcast<'a>(op: &'static str, a: &GpuTensor, b: &'a GpuTensor) -> Result<Operand<'a>, KernelError> {
     let (rows, cols) = rows_cols(a);
     let bs = b.shape();
     if bs == a.shape() {
         return Ok(Operand::Same(b));
     }
-    let ones_but_last = bs
-        .split_last()
-        .is_some_and(|(_, lead)| lead.iter().all(|&d| d == 1));
+    let ones_but_last = bs.split_last().is_some_and(|(_, lead)| lead.iter().all(|&d| d == 1));
     if b.numel() == cols && ones_but_last {
         return Ok(Operand::Row(b));
     }
     let lead = &a.shape()[..a.shape().len().saturating_sub(1)];
-    let per_row = (bs
-        .split_last()
-        .is_some_and(|(&last, l)| last == 1 && l == lead))
+    let per_row = (bs.split_last().is_some_and(|(&last, l)| last == 1 && l == lead))
         || (bs.len() == 2 && bs[1] == 1 && bs[0] == rows)
         || bs == [rows];
     if per_row {
@@ -424,10 +396,7 @@ fn broadcast<'a>(
     Err(KernelError::Shape {
         op,
         tensor: "b",
-        expected: format!(
-            "{:?} (same as a), [{cols}] (one row) or [{rows}, 1] (one value per row)",
-            a.shape()
-        ),
+        expected: format!("{:?} (same as a), [{cols}] (one row) or [{rows}, 1] (one value per row)", a.shape()),
         found: bs.to_vec(),
     })
 }
@@ -466,12 +435,7 @@ pub fn binary(g: &Gpu, a: &GpuTensor, b: &GpuTensor, op: Binary) -> Result<GpuTe
 }
 
 /// `a = a op b` in place, `b` broadcast as in [`binary`]. `b` must not share a's storage.
-pub fn binary_inplace(
-    g: &Gpu,
-    a: &GpuTensor,
-    b: &GpuTensor,
-    op: Binary,
-) -> Result<(), KernelError> {
+pub fn binary_inplace(g: &Gpu, a: &GpuTensor, b: &GpuTensor, op: Binary) -> Result<(), KernelError> {
     const OP: &str = "binary_inplace";
     check_f32(OP, "a", a)?;
     check_f32(OP, "b", b)?;
@@ -479,8 +443,7 @@ pub fn binary_inplace(
     if same_storage(a, b) {
         return Err(KernelError::Unsupported {
             op: OP,
-            what: "`b` is `a` itself; use `binary` (out of place) or `unary_inplace` with ScaleAdd"
-                .into(),
+            what: "`b` is `a` itself; use `binary` (out of place) or `unary_inplace` with ScaleAdd".into(),
         });
     }
     let (rows, cols) = rows_cols(a);
@@ -503,12 +466,7 @@ pub fn binary_inplace(
 
 /// `y += t ⊙ gate` in place: the DiT gated residual. `t` has y's shape; `gate` has y's shape or is one row of
 /// `cols` values (`[cols]`, `[1, cols]`, `[1, 1, cols]`, …) shared by all rows.
-pub fn gated_add(
-    g: &Gpu,
-    y: &GpuTensor,
-    t: &GpuTensor,
-    gate: &GpuTensor,
-) -> Result<(), KernelError> {
+pub fn gated_add(g: &Gpu, y: &GpuTensor, t: &GpuTensor, gate: &GpuTensor) -> Result<(), KernelError> {
     const OP: &str = "gated_add";
     check_f32(OP, "y", y)?;
     check_f32(OP, "t", t)?;
@@ -577,12 +535,7 @@ fn snake_check(
 
 /// BigVGAN-v2 SnakeBeta with log-scale parameters, `y = x + sin²(e^α·x) / (e^β + 1e-9)` with α, β per channel;
 /// x is `[C, T]` or `[batch, C, T]`, alpha and beta `[C]`.
-pub fn snake_beta(
-    g: &Gpu,
-    x: &GpuTensor,
-    alpha: &GpuTensor,
-    beta: &GpuTensor,
-) -> Result<GpuTensor, KernelError> {
+pub fn snake_beta(g: &Gpu, x: &GpuTensor, alpha: &GpuTensor, beta: &GpuTensor) -> Result<GpuTensor, KernelError> {
     const OP: &str = "snake_beta";
     let (rows, cols) = snake_check(OP, x, alpha, beta)?;
     let y = g.alloc("snake_beta output", x.shape(), DType::F32)?;
@@ -591,19 +544,11 @@ pub fn snake_beta(
 }
 
 /// [`snake_beta`] in place on x.
-pub fn snake_beta_inplace(
-    g: &Gpu,
-    x: &GpuTensor,
-    alpha: &GpuTensor,
-    beta: &GpuTensor,
-) -> Result<(), KernelError> {
+pub fn snake_beta_inplace(g: &Gpu, x: &GpuTensor, alpha: &GpuTensor, beta: &GpuTensor) -> Result<(), KernelError> {
     const OP: &str = "snake_beta_inplace";
     let (rows, cols) = snake_check(OP, x, alpha, beta)?;
     if same_storage(x, alpha) || same_storage(x, beta) {
-        return Err(KernelError::Unsupported {
-            op: OP,
-            what: "alpha or beta shares x's storage".into(),
-        });
+        return Err(KernelError::Unsupported { op: OP, what: "alpha or beta shares x's storage".into() });
     }
     run_map(g, snake_job(OP, None, alpha, beta, x, rows, cols))
 }

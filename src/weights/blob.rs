@@ -21,10 +21,7 @@ impl Blob {
     /// Maps `path` read-only (natively); reads it whole where mapping is unavailable (wasm).
     /// The file must not be changed while the blob lives: the mapping would see the change.
     pub fn open(path: &Path) -> Result<Self, WeightError> {
-        let io = |source| WeightError::Io {
-            file: path.to_path_buf(),
-            source,
-        };
+        let io = |source| WeightError::Io { file: path.to_path_buf(), source };
         #[cfg(not(target_arch = "wasm32"))]
         {
             let file = std::fs::File::open(path).map_err(io)?;

@@ -139,18 +139,9 @@ pub fn f8e5m2_to_f32(b: u8) -> f32 {
 pub fn to_f32(dtype: WeightDType, bytes: &[u8]) -> Option<Vec<f32>> {
     use WeightDType::*;
     let out = match dtype {
-        F32 => bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        F16 => bytes
-            .chunks_exact(2)
-            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        BF16 => bytes
-            .chunks_exact(2)
-            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
+        F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        F16 => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        BF16 => bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
         F8E4M3 => bytes.iter().map(|&b| f8e4m3_to_f32(b)).collect(),
         F8E5M2 => bytes.iter().map(|&b| f8e5m2_to_f32(b)).collect(),
         F64 => bytes

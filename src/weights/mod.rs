@@ -22,9 +22,7 @@ pub use error::WeightError;
 pub use pickle::PickleValue;
 pub use pth::Pth;
 pub use safetensors::{Safetensors, SafetensorsHeader};
-pub use safetensors_writer::{
-    safetensors_to_vec, write_safetensors, SafetensorsWriter, TensorData,
-};
+pub use safetensors_writer::{safetensors_to_vec, write_safetensors, SafetensorsWriter, TensorData};
 
 /// Name, element type and shape of one stored tensor.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,10 +119,8 @@ impl Checkpoint {
         if is_legacy_torch(&blob) {
             return Err(WeightError::Unsupported {
                 file,
-                what: "a legacy torch.save file (a bare pickle, from PyTorch before 1.6)"
-                    .to_string(),
-                fix: "load and save it again with a current PyTorch, or convert it to safetensors"
-                    .to_string(),
+                what: "a legacy torch.save file (a bare pickle, from PyTorch before 1.6)".to_string(),
+                fix: "load and save it again with a current PyTorch, or convert it to safetensors".to_string(),
             });
         }
         Ok(Self::Safetensors(Safetensors::from_blob(file, blob)?))
@@ -157,9 +153,7 @@ impl TensorSource for Checkpoint {
 /// (`PROTO n, LONG1 10 bytes`). A safetensors header length can begin with 0x80 too, so the whole
 /// magic is compared.
 fn is_legacy_torch(b: &[u8]) -> bool {
-    const MAGIC: [u8; 12] = [
-        0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19,
-    ];
+    const MAGIC: [u8; 12] = [0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
     b.len() >= 14 && b[0] == 0x80 && b.get(2..14) == Some(&MAGIC[..])
 }
 
@@ -175,7 +169,6 @@ fn missing(file: &Path, name: &str) -> WeightError {
     WeightError::Missing {
         file: file.to_path_buf(),
         keys: vec![name.to_string()],
-        hint: "the file has no such tensor: is this the right checkpoint for this model?"
-            .to_string(),
+        hint: "the file has no such tensor: is this the right checkpoint for this model?".to_string(),
     }
 }

@@ -32,10 +32,7 @@ impl PickleValue {
     /// The value under string key `key` of a dict.
     pub fn get(&self, key: &str) -> Option<&PickleValue> {
         match self {
-            Self::Dict(items) => items
-                .iter()
-                .find(|(k, _)| matches!(k, Self::Str(s) if s == key))
-                .map(|(_, v)| v),
+            Self::Dict(items) => items.iter().find(|(k, _)| matches!(k, Self::Str(s) if s == key)).map(|(_, v)| v),
             _ => None,
         }
     }
@@ -121,10 +118,7 @@ pub fn parse(file: &Path, entry: &str, bytes: &[u8]) -> Result<Parsed, WeightErr
     // expanded many times (or a cycle): refuse rather than exhaust memory.
     let mut budget = bytes.len().saturating_mul(4).saturating_add(1024);
     let root = p.export(&root, 0, &mut budget)?;
-    Ok(Parsed {
-        root,
-        tensors: p.tensors,
-    })
+    Ok(Parsed { root, tensors: p.tensors })
 }
 
 /// The globals this parser interprets.
@@ -209,9 +203,7 @@ impl Parser<'_> {
     fn take(&mut self, n: usize) -> Result<&[u8], WeightError> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len());
         let Some(end) = end else {
-            return Err(self.err(format!(
-                "needs {n} more bytes but the pickle ends (truncated, or STOP is missing)"
-            )));
+            return Err(self.err(format!("needs {n} more bytes but the pickle ends (truncated, or STOP is missing)")));
         };
         let s = &self.bytes[self.pos..end];
         self.pos = end;
@@ -221,19 +213,13 @@ impl Parser<'_> {
         Ok(self.take(1)?[0])
     }
     fn u16(&mut self) -> Result<u16, WeightError> {
-        Ok(u16::from_le_bytes(
-            self.take(2)?.try_into().expect("2 bytes"),
-        ))
+        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")))
     }
     fn u32(&mut self) -> Result<u32, WeightError> {
-        Ok(u32::from_le_bytes(
-            self.take(4)?.try_into().expect("4 bytes"),
-        ))
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
     }
     fn u64(&mut self) -> Result<u64, WeightError> {
-        Ok(u64::from_le_bytes(
-            self.take(8)?.try_into().expect("8 bytes"),
-        ))
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
     }
     fn len(&self, n: u64) -> Result<usize, WeightError> {
         usize::try_from(n).map_err(|_| self.err(format!("length {n} does not fit in memory")))
@@ -270,10 +256,7 @@ impl Parser<'_> {
         }
     }
     fn pop_mark(&mut self) -> Result<Vec<Item>, WeightError> {
-        let m = self
-            .marks
-            .pop()
-            .ok_or_else(|| self.err("no MARK to pop to"))?;
+        let m = self.marks.pop().ok_or_else(|| self.err("no MARK to pop to"))?;
         if m > self.stack.len() {
             return Err(self.err("MARK above the stack"));
         }
@@ -288,20 +271,13 @@ impl Parser<'_> {
         Ok(())
     }
     fn memo_get(&mut self, idx: u32) -> Result<(), WeightError> {
-        let v = self
-            .memo
-            .get(&idx)
-            .cloned()
-            .ok_or_else(|| self.err(format!("memo entry {idx} was never stored")))?;
+        let v = self.memo.get(&idx).cloned().ok_or_else(|| self.err(format!("memo entry {idx} was never stored")))?;
         self.push(v);
         Ok(())
     }
     fn int(&self, v: &[u8]) -> Result<i64, WeightError> {
         if v.len() > 8 {
-            return Err(self.err(format!(
-                "integer of {} bytes does not fit in 64 bits",
-                v.len()
-            )));
+            return Err(self.err(format!("integer of {} bytes does not fit in 64 bits", v.len())));
         }
         if v.is_empty() {
             return Ok(0);
@@ -325,11 +301,7 @@ impl Parser<'_> {
         }
     }
     fn tuple(&self, items: Vec<Item>) -> Result<Item, WeightError> {
-        let depth = 1 + items
-            .iter()
-            .map(|i| if let Item::Tuple(_, d) = i { *d } else { 0 })
-            .max()
-            .unwrap_or(0);
+        let depth = 1 + items.iter().map(|i| if let Item::Tuple(_, d) = i { *d } else { 0 }).max().unwrap_or(0);
         if depth > MAX_DEPTH {
             return Err(self.err(format!("tuples nest deeper than {MAX_DEPTH} levels")));
         }
@@ -388,11 +360,7 @@ impl Parser<'_> {
                 }
                 0x8a | 0x8b => {
                     // LONG1, LONG4
-                    let n = if op == 0x8a {
-                        self.u8()? as u64
-                    } else {
-                        self.u32()? as u64
-                    };
+                    let n = if op == 0x8a { self.u8()? as u64 } else { self.u32()? as u64 };
                     let n = self.len(n)?;
                     let v = self.take(n)?.to_vec();
                     let v = self.int(&v)?;
@@ -486,8 +454,7 @@ impl Parser<'_> {
                     self.memo_put(i)?
                 }
                 0x94 => {
-                    let i =
-                        u32::try_from(self.memo.len()).map_err(|_| self.err("memo overflow"))?;
+                    let i = u32::try_from(self.memo.len()).map_err(|_| self.err("memo overflow"))?;
                     self.memo_put(i)?
                 }
                 b'h' => {
@@ -580,17 +547,12 @@ impl Parser<'_> {
             ("torch", storage) => WeightDType::from_torch_storage(storage).map(Global::Storage),
             _ => None,
         };
-        g.ok_or_else(|| WeightError::RefusedClass {
-            file: self.file.to_path_buf(),
-            class: format!("{module}.{name}"),
-        })
+        g.ok_or_else(|| WeightError::RefusedClass { file: self.file.to_path_buf(), class: format!("{module}.{name}") })
     }
 
     /// `('storage', torch.XStorage, key, location, numel)`, as torch's persistent_id writes it.
     fn persistent(&self, pid: &Item) -> Result<Storage, WeightError> {
-        let bad = || {
-            self.err("persistent id is not ('storage', torch.<Type>Storage, key, location, numel)")
-        };
+        let bad = || self.err("persistent id is not ('storage', torch.<Type>Storage, key, location, numel)");
         let Item::Tuple(t, _) = pid else {
             return Err(bad());
         };
@@ -598,11 +560,7 @@ impl Parser<'_> {
             [Item::Str(tag), Item::Global(Global::Storage(dtype)), Item::Str(key), Item::Str(_location), Item::Int(numel)]
                 if &**tag == "storage" && *numel >= 0 =>
             {
-                Ok(Storage {
-                    dtype: *dtype,
-                    key: key.clone(),
-                    numel: *numel as u64,
-                })
+                Ok(Storage { dtype: *dtype, key: key.clone(), numel: *numel as u64 })
             }
             _ => Err(bad()),
         }
@@ -632,9 +590,8 @@ impl Parser<'_> {
                 [t @ Item::Tensor(_), Item::Bool(_), _hooks] => Ok(t.clone()),
                 _ => Err(self.err("_rebuild_parameter arguments are not (tensor, requires_grad, hooks)")),
             },
-            Item::Global(Global::Storage(d)) => Err(self.err(format!(
-                "a {d} storage is called directly; torch.save refers to storages only by persistent id"
-            ))),
+            Item::Global(Global::Storage(d)) => Err(self
+                .err(format!("a {d} storage is called directly; torch.save refers to storages only by persistent id"))),
             other => Err(self.err(format!("REDUCE calls {}", other.kind()))),
         }
     }
@@ -647,9 +604,8 @@ impl Parser<'_> {
                 (s.clone(), *o, size.clone(), stride.clone())
             }
             _ => {
-                return Err(self.err(
-                    "_rebuild_tensor_v2 arguments are not (storage, offset, size, stride, requires_grad, hooks)",
-                ))
+                return Err(self
+                    .err("_rebuild_tensor_v2 arguments are not (storage, offset, size, stride, requires_grad, hooks)"))
             }
         };
         let dims = |t: &[Item]| -> Option<Vec<usize>> {
@@ -660,15 +616,11 @@ impl Parser<'_> {
                 })
                 .collect()
         };
-        let (Some(shape), Some(stride), Ok(offset)) =
-            (dims(&size), dims(&stride), u64::try_from(offset))
-        else {
+        let (Some(shape), Some(stride), Ok(offset)) = (dims(&size), dims(&stride), u64::try_from(offset)) else {
             return Err(self.err("tensor offset, size or stride is not a non-negative integer"));
         };
         if shape.len() != stride.len() {
-            return Err(self.err(format!(
-                "tensor size {shape:?} and stride {stride:?} differ in rank"
-            )));
+            return Err(self.err(format!("tensor size {shape:?} and stride {stride:?} differ in rank")));
         }
         self.tensors.push(PickledTensor {
             dtype: storage.dtype,
@@ -682,25 +634,15 @@ impl Parser<'_> {
     }
 
     /// Copies an item out of the arena as a tree, within `budget` nodes and [`MAX_DEPTH`] levels.
-    fn export(
-        &self,
-        item: &Item,
-        depth: usize,
-        budget: &mut usize,
-    ) -> Result<PickleValue, WeightError> {
+    fn export(&self, item: &Item, depth: usize, budget: &mut usize) -> Result<PickleValue, WeightError> {
         if depth > MAX_DEPTH {
-            return Err(self.err(format!(
-                "values nest deeper than {MAX_DEPTH} levels (or refer to themselves)"
-            )));
+            return Err(self.err(format!("values nest deeper than {MAX_DEPTH} levels (or refer to themselves)")));
         }
-        *budget = budget.checked_sub(1).ok_or_else(|| {
-            self.err("shared values expand to far more objects than the pickle holds")
-        })?;
+        *budget = budget
+            .checked_sub(1)
+            .ok_or_else(|| self.err("shared values expand to far more objects than the pickle holds"))?;
         let seq = |items: &[Item], budget: &mut usize| -> Result<Vec<PickleValue>, WeightError> {
-            items
-                .iter()
-                .map(|i| self.export(i, depth + 1, budget))
-                .collect()
+            items.iter().map(|i| self.export(i, depth + 1, budget)).collect()
         };
         Ok(match item {
             Item::None => PickleValue::None,
@@ -714,20 +656,12 @@ impl Parser<'_> {
             Item::Dict(d) => PickleValue::Dict(
                 self.dicts[*d]
                     .iter()
-                    .map(|(k, v)| {
-                        Ok((
-                            self.export(k, depth + 1, budget)?,
-                            self.export(v, depth + 1, budget)?,
-                        ))
-                    })
+                    .map(|(k, v)| Ok((self.export(k, depth + 1, budget)?, self.export(v, depth + 1, budget)?)))
                     .collect::<Result<_, WeightError>>()?,
             ),
             Item::Tensor(t) => PickleValue::Tensor(*t),
             Item::Global(_) | Item::Storage(_) => {
-                return Err(self.err(format!(
-                    "the result holds {}, which is not data",
-                    item.kind()
-                )))
+                return Err(self.err(format!("the result holds {}, which is not data", item.kind())))
             }
         })
     }

@@ -34,10 +34,7 @@ pub struct Pth {
 #[derive(Clone, Debug)]
 enum Place {
     Contiguous(Range<usize>),
-    Strided {
-        pickled: usize,
-        storage: Range<usize>,
-    },
+    Strided { pickled: usize, storage: Range<usize> },
 }
 
 impl Pth {
@@ -48,17 +45,11 @@ impl Pth {
     }
 
     /// Parses an archive already in memory; `label` names it in errors.
-    pub fn from_blob(
-        label: impl Into<PathBuf>,
-        blob: impl Into<Blob>,
-    ) -> Result<Self, WeightError> {
+    pub fn from_blob(label: impl Into<PathBuf>, blob: impl Into<Blob>) -> Result<Self, WeightError> {
         let file = label.into();
         let blob = blob.into();
         let entries = zip::entries(&file, &blob)?;
-        let pkl: Vec<&zip::ZipEntry> = entries
-            .iter()
-            .filter(|e| is_pickle_entry(&e.name))
-            .collect();
+        let pkl: Vec<&zip::ZipEntry> = entries.iter().filter(|e| is_pickle_entry(&e.name)).collect();
         let pkl = match pkl[..] {
             [one] => one,
             [] => {
@@ -69,20 +60,14 @@ impl Pth {
                 })
             }
             _ => {
-                return Err(WeightError::Zip {
-                    file,
-                    reason: format!("{} entries named `<top>/data.pkl`", pkl.len()),
-                })
+                return Err(WeightError::Zip { file, reason: format!("{} entries named `<top>/data.pkl`", pkl.len()) })
             }
         };
         let archive = pkl.name.strip_suffix("data.pkl").unwrap_or("").to_string();
-        let by_name: HashMap<&str, &zip::ZipEntry> =
-            entries.iter().map(|e| (e.name.as_str(), e)).collect();
+        let by_name: HashMap<&str, &zip::ZipEntry> = entries.iter().map(|e| (e.name.as_str(), e)).collect();
 
         if let Some(e) = by_name.get(format!("{archive}byteorder").as_str()) {
-            let order = String::from_utf8_lossy(&blob[e.data.clone()])
-                .trim()
-                .to_string();
+            let order = String::from_utf8_lossy(&blob[e.data.clone()]).trim().to_string();
             if order != "little" {
                 return Err(WeightError::Unsupported {
                     file,
@@ -94,10 +79,7 @@ impl Pth {
 
         let pkl_bytes = &blob[pkl.data.clone()];
         if zip::crc32(pkl_bytes) != pkl.crc32 {
-            return Err(WeightError::Zip {
-                file,
-                reason: format!("`{}` fails its CRC-32 check", pkl.name),
-            });
+            return Err(WeightError::Zip { file, reason: format!("`{}` fails its CRC-32 check", pkl.name) });
         }
         let parsed = pickle::parse(&file, &pkl.name, pkl_bytes)?;
 
@@ -160,13 +142,8 @@ impl Pth {
     /// (`pth.select("state_dict")` for ReDimNet). [`Pth::root`] stays the whole object.
     pub fn select(mut self, key: &str) -> Result<Self, WeightError> {
         let Some(sub) = self.root.get(key).cloned() else {
-            let keys: Vec<String> = self
-                .root
-                .as_dict()
-                .unwrap_or(&[])
-                .iter()
-                .filter_map(|(k, _)| k.as_str().map(str::to_string))
-                .collect();
+            let keys: Vec<String> =
+                self.root.as_dict().unwrap_or(&[]).iter().filter_map(|(k, _)| k.as_str().map(str::to_string)).collect();
             return Err(WeightError::Missing {
                 file: self.file.clone(),
                 keys: vec![key.to_string()],
@@ -191,22 +168,14 @@ impl Pth {
         for (name, i) in found {
             let place = self.place(&name, i)?;
             let t = &self.pickled[i];
-            if self
-                .index
-                .insert(name.clone(), self.tensors.len())
-                .is_some()
-            {
+            if self.index.insert(name.clone(), self.tensors.len()).is_some() {
                 return Err(WeightError::Unsupported {
                     file: self.file.clone(),
                     what: format!("two tensors named `{name}`"),
                     fix: "rename one of them in the checkpoint".to_string(),
                 });
             }
-            self.tensors.push(TensorInfo {
-                name,
-                dtype: t.dtype,
-                shape: t.shape.clone(),
-            });
+            self.tensors.push(TensorInfo { name, dtype: t.dtype, shape: t.shape.clone() });
             self.places.push(place);
         }
         Ok(())
@@ -217,13 +186,8 @@ impl Pth {
         let t = &self.pickled[i];
         let storage = self.storages[&t.storage_key].clone();
         let esize = t.dtype.size_bytes();
-        let bad = |reason: String| WeightError::Offsets {
-            file: self.file.clone(),
-            key: name.to_string(),
-            reason,
-        };
-        let numel =
-            checked_numel(&t.shape).ok_or_else(|| bad(format!("shape {:?} overflows", t.shape)))?;
+        let bad = |reason: String| WeightError::Offsets { file: self.file.clone(), key: name.to_string(), reason };
+        let numel = checked_numel(&t.shape).ok_or_else(|| bad(format!("shape {:?} overflows", t.shape)))?;
         if numel == 0 {
             return Ok(Place::Contiguous(storage.start..storage.start));
         }
@@ -232,9 +196,7 @@ impl Pth {
             .shape
             .iter()
             .zip(&t.stride)
-            .try_fold(t.offset, |acc, (&d, &s)| {
-                acc.checked_add(((d - 1) as u64).checked_mul(s as u64)?)
-            });
+            .try_fold(t.offset, |acc, (&d, &s)| acc.checked_add(((d - 1) as u64).checked_mul(s as u64)?));
         if last.is_none_or(|l| l >= t.storage_numel) {
             return Err(bad(format!(
                 "the view (offset {}, shape {:?}, stride {:?}) reaches past its storage `{}` of {} elements",
@@ -246,10 +208,7 @@ impl Pth {
         if is_contiguous(&t.shape, &t.stride) {
             Ok(Place::Contiguous(start..start + numel * esize))
         } else {
-            Ok(Place::Strided {
-                pickled: i,
-                storage,
-            })
+            Ok(Place::Strided { pickled: i, storage })
         }
     }
 }
@@ -328,20 +287,14 @@ impl TensorSource for Pth {
         self.index.get(name).map(|&i| &self.tensors[i])
     }
     fn view(&self, name: &str) -> Result<TensorView<'_>, WeightError> {
-        let i = *self
-            .index
-            .get(name)
-            .ok_or_else(|| missing(&self.file, name))?;
+        let i = *self.index.get(name).ok_or_else(|| missing(&self.file, name))?;
         let bytes = match &self.places[i] {
             Place::Contiguous(r) => Cow::Borrowed(&self.blob[r.clone()]),
             Place::Strided { pickled, storage } => {
                 Cow::Owned(gather(&self.pickled[*pickled], &self.blob[storage.clone()]))
             }
         };
-        Ok(TensorView {
-            info: &self.tensors[i],
-            bytes,
-        })
+        Ok(TensorView { info: &self.tensors[i], bytes })
     }
 }
 

@@ -14,9 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 
-use super::{
-    checked_numel, missing, Blob, TensorInfo, TensorSource, TensorView, WeightDType, WeightError,
-};
+use super::{checked_numel, missing, Blob, TensorInfo, TensorSource, TensorView, WeightDType, WeightError};
 
 /// Headers larger than this are refused as corrupt before any allocation (the reference format's limit).
 pub const MAX_HEADER_BYTES: u64 = 100 << 20;
@@ -42,16 +40,9 @@ impl SafetensorsHeader {
 
     /// Parses and checks the header. `head` holds at least the first [`Self::prefix_len`] bytes of a file
     /// of `file_len` bytes (the whole file is fine).
-    pub fn parse(
-        file: impl Into<PathBuf>,
-        head: &[u8],
-        file_len: u64,
-    ) -> Result<Self, WeightError> {
+    pub fn parse(file: impl Into<PathBuf>, head: &[u8], file_len: u64) -> Result<Self, WeightError> {
         let file = file.into();
-        let header_err = |reason: String| WeightError::Header {
-            file: file.clone(),
-            reason,
-        };
+        let header_err = |reason: String| WeightError::Header { file: file.clone(), reason };
         let truncated = |what: &str, need: u64| WeightError::Truncated {
             file: file.clone(),
             what: what.to_string(),
@@ -63,27 +54,19 @@ impl SafetensorsHeader {
         };
         let n = u64::from_le_bytes(n.try_into().expect("8 bytes"));
         if n > MAX_HEADER_BYTES {
-            return Err(header_err(format!(
-                "header length {n} bytes is over the {MAX_HEADER_BYTES}-byte limit"
-            )));
+            return Err(header_err(format!("header length {n} bytes is over the {MAX_HEADER_BYTES}-byte limit")));
         }
         if n < 2 {
-            return Err(header_err(format!(
-                "header length {n} bytes is too short for a JSON object"
-            )));
+            return Err(header_err(format!("header length {n} bytes is too short for a JSON object")));
         }
         let data_start = 8 + n;
         if data_start > file_len {
             return Err(truncated("the JSON header", data_start));
         }
         let Some(json) = head.get(8..data_start as usize) else {
-            return Err(truncated(
-                "the JSON header (in the bytes given)",
-                data_start,
-            ));
+            return Err(truncated("the JSON header (in the bytes given)", data_start));
         };
-        let entries: Entries =
-            serde_json::from_slice(json).map_err(|e| header_err(format!("invalid JSON: {e}")))?;
+        let entries: Entries = serde_json::from_slice(json).map_err(|e| header_err(format!("invalid JSON: {e}")))?;
         let data_len = file_len - data_start;
 
         let mut tensors = Vec::new();
@@ -105,10 +88,7 @@ impl SafetensorsHeader {
             if range.end > data_len {
                 // The header is whole, so the likely cause is a cut-off download.
                 return Err(truncated(
-                    &format!(
-                        "tensor `{}` (data_offsets [{}, {}])",
-                        info.name, range.start, range.end
-                    ),
+                    &format!("tensor `{}` (data_offsets [{}, {}])", info.name, range.start, range.end),
                     data_start.saturating_add(range.end),
                 ));
             }
@@ -117,10 +97,7 @@ impl SafetensorsHeader {
         }
         check_tiling(&file, &tensors, &rel, data_len)?;
         Ok(Self {
-            ranges: rel
-                .into_iter()
-                .map(|r| r.start + data_start..r.end + data_start)
-                .collect(),
+            ranges: rel.into_iter().map(|r| r.start + data_start..r.end + data_start).collect(),
             file,
             tensors,
             index,
@@ -155,31 +132,17 @@ impl SafetensorsHeader {
     }
 
     /// A tensor of the file whose bytes are `file_bytes` (the whole file, as parsed).
-    pub fn view<'a>(
-        &'a self,
-        file_bytes: &'a [u8],
-        name: &str,
-    ) -> Result<TensorView<'a>, WeightError> {
-        let i = *self
-            .index
-            .get(name)
-            .ok_or_else(|| missing(&self.file, name))?;
+    pub fn view<'a>(&'a self, file_bytes: &'a [u8], name: &str) -> Result<TensorView<'a>, WeightError> {
+        let i = *self.index.get(name).ok_or_else(|| missing(&self.file, name))?;
         let r = &self.ranges[i];
-        let range = usize::try_from(r.start)
-            .ok()
-            .zip(usize::try_from(r.end).ok());
-        let bytes = range
-            .and_then(|(a, b)| file_bytes.get(a..b))
-            .ok_or_else(|| WeightError::Truncated {
-                file: self.file.clone(),
-                what: format!("tensor `{name}`"),
-                need: r.end,
-                len: file_bytes.len() as u64,
-            })?;
-        Ok(TensorView {
-            info: &self.tensors[i],
-            bytes: Cow::Borrowed(bytes),
-        })
+        let range = usize::try_from(r.start).ok().zip(usize::try_from(r.end).ok());
+        let bytes = range.and_then(|(a, b)| file_bytes.get(a..b)).ok_or_else(|| WeightError::Truncated {
+            file: self.file.clone(),
+            what: format!("tensor `{name}`"),
+            need: r.end,
+            len: file_bytes.len() as u64,
+        })?;
+        Ok(TensorView { info: &self.tensors[i], bytes: Cow::Borrowed(bytes) })
     }
 }
 
@@ -198,10 +161,7 @@ impl Safetensors {
     }
 
     /// Checks a file already in memory; `label` names it in errors.
-    pub fn from_blob(
-        label: impl Into<PathBuf>,
-        blob: impl Into<Blob>,
-    ) -> Result<Self, WeightError> {
+    pub fn from_blob(label: impl Into<PathBuf>, blob: impl Into<Blob>) -> Result<Self, WeightError> {
         let blob = blob.into();
         let header = SafetensorsHeader::parse(label, &blob, blob.len() as u64)?;
         Ok(Self { header, blob })
@@ -266,16 +226,9 @@ fn parse_metadata(v: &Value) -> Result<Vec<(String, String)>, String> {
 }
 
 /// One tensor entry: known dtype, integer shape, offsets whose span is shape × dtype size.
-fn parse_entry(
-    file: &Path,
-    key: String,
-    v: &Value,
-) -> Result<(TensorInfo, Range<u64>), WeightError> {
-    let bad = |key: &str, reason: String| WeightError::Offsets {
-        file: file.to_path_buf(),
-        key: key.to_string(),
-        reason,
-    };
+fn parse_entry(file: &Path, key: String, v: &Value) -> Result<(TensorInfo, Range<u64>), WeightError> {
+    let bad =
+        |key: &str, reason: String| WeightError::Offsets { file: file.to_path_buf(), key: key.to_string(), reason };
     let Value::Object(m) = v else {
         return Err(bad(&key, "entry is not an object".to_string()));
     };
@@ -292,37 +245,26 @@ fn parse_entry(
         });
     };
     let shape = match m.get("shape") {
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
-            .collect::<Option<Vec<usize>>>(),
+        Some(Value::Array(a)) => {
+            a.iter().map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok())).collect::<Option<Vec<usize>>>()
+        }
         _ => None,
     };
     let Some(shape) = shape else {
-        return Err(bad(
-            &key,
-            "`shape` is not a list of non-negative integers".to_string(),
-        ));
+        return Err(bad(&key, "`shape` is not a list of non-negative integers".to_string()));
     };
     let offsets = match m.get("data_offsets") {
         Some(Value::Array(a)) if a.len() == 2 => a[0].as_u64().zip(a[1].as_u64()),
         _ => None,
     };
     let Some((begin, end)) = offsets else {
-        return Err(bad(
-            &key,
-            "`data_offsets` is not [begin, end] in bytes".to_string(),
-        ));
+        return Err(bad(&key, "`data_offsets` is not [begin, end] in bytes".to_string()));
     };
     if begin > end {
-        return Err(bad(
-            &key,
-            format!("data_offsets [{begin}, {end}] run backwards"),
-        ));
+        return Err(bad(&key, format!("data_offsets [{begin}, {end}] run backwards")));
     }
-    let want = checked_numel(&shape)
-        .and_then(|n| n.checked_mul(dtype_known.size_bytes()))
-        .and_then(|b| u64::try_from(b).ok());
+    let want =
+        checked_numel(&shape).and_then(|n| n.checked_mul(dtype_known.size_bytes())).and_then(|b| u64::try_from(b).ok());
     if want != Some(end - begin) {
         return Err(bad(
             &key,
@@ -333,23 +275,11 @@ fn parse_entry(
             ),
         ));
     }
-    Ok((
-        TensorInfo {
-            name: key,
-            dtype: dtype_known,
-            shape,
-        },
-        begin..end,
-    ))
+    Ok((TensorInfo { name: key, dtype: dtype_known, shape }, begin..end))
 }
 
 /// The ranges must tile the data section: no overlap, no gap, nothing after the last tensor.
-fn check_tiling(
-    file: &Path,
-    tensors: &[TensorInfo],
-    ranges: &[Range<u64>],
-    data_len: u64,
-) -> Result<(), WeightError> {
+fn check_tiling(file: &Path, tensors: &[TensorInfo], ranges: &[Range<u64>], data_len: u64) -> Result<(), WeightError> {
     let mut order: Vec<usize> = (0..ranges.len()).collect();
     order.sort_by_key(|&i| (ranges[i].start, ranges[i].end));
     let mut pos = 0u64;
@@ -370,11 +300,7 @@ fn check_tiling(
                     r.start, r.start, r.end
                 )
             };
-            return Err(WeightError::Offsets {
-                file: file.to_path_buf(),
-                key: tensors[i].name.clone(),
-                reason,
-            });
+            return Err(WeightError::Offsets { file: file.to_path_buf(), key: tensors[i].name.clone(), reason });
         }
         pos = r.end;
         prev = Some(i);
@@ -382,9 +308,7 @@ fn check_tiling(
     if pos != data_len {
         return Err(WeightError::Header {
             file: file.to_path_buf(),
-            reason: format!(
-                "tensors cover {pos} bytes but the data section has {data_len}: bytes were added or lost"
-            ),
+            reason: format!("tensors cover {pos} bytes but the data section has {data_len}: bytes were added or lost"),
         });
     }
     Ok(())

@@ -19,11 +19,7 @@ pub struct TensorData<'a> {
 
 impl TensorData<'_> {
     fn info(&self) -> TensorInfo {
-        TensorInfo {
-            name: self.name.to_string(),
-            dtype: self.dtype,
-            shape: self.shape.to_vec(),
-        }
+        TensorInfo { name: self.name.to_string(), dtype: self.dtype, shape: self.shape.to_vec() }
     }
 }
 
@@ -33,11 +29,8 @@ fn build_header(
     tensors: &[TensorInfo],
     metadata: &[(&str, &str)],
 ) -> Result<(Vec<u8>, Vec<u64>), WeightError> {
-    let write_err = |key: &str, reason: String| WeightError::Write {
-        file: file.to_path_buf(),
-        key: key.to_string(),
-        reason,
-    };
+    let write_err =
+        |key: &str, reason: String| WeightError::Write { file: file.to_path_buf(), key: key.to_string(), reason };
     let quote = |s: &str| serde_json::to_string(s).expect("a string always serialises");
     let mut json = String::from("{");
     if !metadata.is_empty() {
@@ -55,18 +48,13 @@ fn build_header(
     let mut pos = 0u64;
     for t in tensors {
         if t.name == "__metadata__" || !seen.insert(t.name.as_str()) {
-            return Err(write_err(
-                &t.name,
-                "the name is reserved or repeated".to_string(),
-            ));
+            return Err(write_err(&t.name, "the name is reserved or repeated".to_string()));
         }
         let len = checked_numel(&t.shape)
             .and_then(|n| n.checked_mul(t.dtype.size_bytes()))
-            .ok_or_else(|| write_err(&t.name, format!("shape {:?} overflows", t.shape)))?
-            as u64;
-        let end = pos
-            .checked_add(len)
-            .ok_or_else(|| write_err(&t.name, "the file would pass 2^64 bytes".to_string()))?;
+            .ok_or_else(|| write_err(&t.name, format!("shape {:?} overflows", t.shape)))? as u64;
+        let end =
+            pos.checked_add(len).ok_or_else(|| write_err(&t.name, "the file would pass 2^64 bytes".to_string()))?;
         if json.len() > 1 {
             json.push(',');
         }
@@ -94,22 +82,14 @@ fn check_len(file: &Path, t: &TensorData<'_>, want: u64) -> Result<(), WeightErr
         return Err(WeightError::Write {
             file: file.to_path_buf(),
             key: t.name.to_string(),
-            reason: format!(
-                "{} bytes given; shape {:?} of {} needs {want}",
-                t.bytes.len(),
-                t.shape,
-                t.dtype
-            ),
+            reason: format!("{} bytes given; shape {:?} of {} needs {want}", t.bytes.len(), t.shape, t.dtype),
         });
     }
     Ok(())
 }
 
 /// A whole safetensors file in memory, tensors in the given order.
-pub fn safetensors_to_vec(
-    tensors: &[TensorData<'_>],
-    metadata: &[(&str, &str)],
-) -> Result<Vec<u8>, WeightError> {
+pub fn safetensors_to_vec(tensors: &[TensorData<'_>], metadata: &[(&str, &str)]) -> Result<Vec<u8>, WeightError> {
     let file = Path::new("<memory>");
     let infos: Vec<TensorInfo> = tensors.iter().map(TensorData::info).collect();
     let (mut out, sizes) = build_header(file, &infos, metadata)?;
@@ -157,20 +137,10 @@ impl SafetensorsWriter {
         let mut tmp = file.clone().into_os_string();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
-        let io = |source| WeightError::Io {
-            file: tmp.clone(),
-            source,
-        };
+        let io = |source| WeightError::Io { file: tmp.clone(), source };
         let mut out = BufWriter::new(fs::File::create(&tmp).map_err(io)?);
         out.write_all(&header).map_err(io)?;
-        Ok(Self {
-            file,
-            tmp,
-            out: Some(out),
-            plan,
-            sizes,
-            next: 0,
-        })
+        Ok(Self { file, tmp, out: Some(out), plan, sizes, next: 0 })
     }
 
     /// Writes the next planned tensor; `name` must be the next one in the plan.
@@ -181,17 +151,9 @@ impl SafetensorsWriter {
         if info.name != name {
             return Err(self.err(name, format!("expected `{}` next (plan order)", info.name)));
         }
-        let t = TensorData {
-            name,
-            dtype: info.dtype,
-            shape: &info.shape,
-            bytes,
-        };
+        let t = TensorData { name, dtype: info.dtype, shape: &info.shape, bytes };
         check_len(&self.file, &t, self.sizes[self.next])?;
-        let io = |source| WeightError::Io {
-            file: self.tmp.clone(),
-            source,
-        };
+        let io = |source| WeightError::Io { file: self.tmp.clone(), source };
         let out = self.out.as_mut().expect("present until finish or drop");
         out.write_all(bytes).map_err(io)?;
         self.next += 1;
@@ -205,10 +167,7 @@ impl SafetensorsWriter {
             return Err(self.err(&key, "planned but never written".to_string()));
         }
         let out = self.out.take().expect("present until finish or drop");
-        let io = |source| WeightError::Io {
-            file: self.tmp.clone(),
-            source,
-        };
+        let io = |source| WeightError::Io { file: self.tmp.clone(), source };
         let f = out.into_inner().map_err(|e| io(e.into_error()))?;
         f.sync_all().map_err(io)?;
         drop(f);
@@ -219,11 +178,7 @@ impl SafetensorsWriter {
     }
 
     fn err(&self, key: &str, reason: String) -> WeightError {
-        WeightError::Write {
-            file: self.file.clone(),
-            key: key.to_string(),
-            reason,
-        }
+        WeightError::Write { file: self.file.clone(), key: key.to_string(), reason }
     }
 }
 

@@ -52,13 +52,9 @@ impl<'a> Cursor<'a> {
 
 /// Lists every entry of the archive `bytes`, checking that each is stored and lies inside the file.
 pub(crate) fn entries(file: &Path, bytes: &[u8]) -> Result<Vec<ZipEntry>, WeightError> {
-    let zip_err = |reason: String| WeightError::Zip {
-        file: file.to_path_buf(),
-        reason,
-    };
-    let eocd = find_eocd(bytes).ok_or_else(|| {
-        zip_err("no end-of-central-directory record at the end (truncated?)".to_string())
-    })?;
+    let zip_err = |reason: String| WeightError::Zip { file: file.to_path_buf(), reason };
+    let eocd = find_eocd(bytes)
+        .ok_or_else(|| zip_err("no end-of-central-directory record at the end (truncated?)".to_string()))?;
     let mut c = Cursor::at(bytes, eocd + 4);
     let short = || zip_err("end-of-central-directory record cut short".to_string());
     let disk = c.u16().ok_or_else(short)?;
@@ -80,9 +76,7 @@ pub(crate) fn entries(file: &Path, bytes: &[u8]) -> Result<Vec<ZipEntry>, Weight
             let rec = usize::try_from(rec).map_err(|_| short64())?;
             let mut r = Cursor::at(bytes, rec);
             if r.u32() != Some(ZIP64_EOCD_SIG) {
-                return Err(zip_err(format!(
-                    "the ZIP64 locator points at byte {rec}, which holds no ZIP64 record"
-                )));
+                return Err(zip_err(format!("the ZIP64 locator points at byte {rec}, which holds no ZIP64 record")));
             }
             let _size = r.u64().ok_or_else(short64)?;
             let _versions = r.u32().ok_or_else(short64)?;
@@ -93,24 +87,16 @@ pub(crate) fn entries(file: &Path, bytes: &[u8]) -> Result<Vec<ZipEntry>, Weight
             cd_offset = r.u64().ok_or_else(short64)?;
         }
     }
-    let cd_end = cd_offset
-        .checked_add(cd_size)
-        .filter(|&e| e <= eocd as u64)
-        .ok_or_else(|| {
-            zip_err(format!(
-                "central directory at {cd_offset} (+{cd_size} bytes) runs past its end record at {eocd}"
-            ))
-        })? as usize;
+    let cd_end = cd_offset.checked_add(cd_size).filter(|&e| e <= eocd as u64).ok_or_else(|| {
+        zip_err(format!("central directory at {cd_offset} (+{cd_size} bytes) runs past its end record at {eocd}"))
+    })? as usize;
     let mut c = Cursor::at(&bytes[..cd_end], cd_offset as usize);
     let mut out = Vec::new();
     while (out.len() as u64) < count {
         out.push(central_entry(file, bytes, &mut c)?);
     }
     if c.pos != cd_end {
-        return Err(zip_err(format!(
-            "central directory holds {} bytes beyond its {count} entries",
-            cd_end - c.pos
-        )));
+        return Err(zip_err(format!("central directory holds {} bytes beyond its {count} entries", cd_end - c.pos)));
     }
     Ok(out)
 }
@@ -130,10 +116,7 @@ fn find_eocd(bytes: &[u8]) -> Option<usize> {
 
 fn central_entry(file: &Path, bytes: &[u8], c: &mut Cursor<'_>) -> Result<ZipEntry, WeightError> {
     let at = c.pos;
-    let zip_err = |reason: String| WeightError::Zip {
-        file: file.to_path_buf(),
-        reason,
-    };
+    let zip_err = |reason: String| WeightError::Zip { file: file.to_path_buf(), reason };
     let short = || zip_err(format!("central directory entry at byte {at} cut short"));
     let fixed = c.take(CENTRAL_LEN).ok_or_else(short)?;
     let mut f = Cursor::at(fixed, 0);
@@ -159,17 +142,15 @@ fn central_entry(file: &Path, bytes: &[u8], c: &mut Cursor<'_>) -> Result<ZipEnt
     let _ext_attr = field(&mut f);
     let mut local = field(&mut f) as u64;
     let name = c.take(name_len).ok_or_else(short)?;
-    let name = String::from_utf8(name.to_vec())
-        .map_err(|_| zip_err(format!("entry name at byte {at} is not UTF-8")))?;
+    let name =
+        String::from_utf8(name.to_vec()).map_err(|_| zip_err(format!("entry name at byte {at} is not UTF-8")))?;
     let extra = c.take(extra_len).ok_or_else(short)?;
     c.take(comment_len).ok_or_else(short)?;
 
     // ZIP64 extra field (id 1): 64-bit values for exactly the fields saturated at 0xFFFFFFFF, in order.
     let mut e = Cursor::at(extra, 0);
     while let (Some(id), Some(len)) = (e.u16(), e.u16()) {
-        let body = e
-            .take(len as usize)
-            .ok_or_else(|| zip_err(format!("extra field of `{name}` cut short")))?;
+        let body = e.take(len as usize).ok_or_else(|| zip_err(format!("extra field of `{name}` cut short")))?;
         if id != 1 {
             continue;
         }
@@ -182,11 +163,8 @@ fn central_entry(file: &Path, bytes: &[u8], c: &mut Cursor<'_>) -> Result<ZipEnt
         }
     }
 
-    let unsupported = |what: String, fix: &str| WeightError::Unsupported {
-        file: file.to_path_buf(),
-        what,
-        fix: fix.to_string(),
-    };
+    let unsupported =
+        |what: String, fix: &str| WeightError::Unsupported { file: file.to_path_buf(), what, fix: fix.to_string() };
     if flags & 1 != 0 {
         return Err(unsupported(
             format!("encrypted archive entry `{name}`"),
@@ -201,18 +179,12 @@ fn central_entry(file: &Path, bytes: &[u8], c: &mut Cursor<'_>) -> Result<ZipEnt
         ));
     }
     if csize != usize_ {
-        return Err(zip_err(format!(
-            "stored entry `{name}` has {csize} stored bytes but {usize_} uncompressed"
-        )));
+        return Err(zip_err(format!("stored entry `{name}` has {csize} stored bytes but {usize_} uncompressed")));
     }
 
     let local_at = usize::try_from(local).unwrap_or(usize::MAX);
     let mut l = Cursor::at(bytes, local_at);
-    let lshort = || {
-        zip_err(format!(
-            "local header of `{name}` at byte {local} is missing or cut short"
-        ))
-    };
+    let lshort = || zip_err(format!("local header of `{name}` at byte {local} is missing or cut short"));
     let lfixed = l.take(LOCAL_LEN).ok_or_else(lshort)?;
     let mut lf = Cursor::at(lfixed, 0);
     if lf.u32() != Some(LOCAL_SIG) {
@@ -222,21 +194,15 @@ fn central_entry(file: &Path, bytes: &[u8], c: &mut Cursor<'_>) -> Result<ZipEnt
     let lname = lf.u16().expect("inside the fixed 30 bytes") as usize;
     let lextra = lf.u16().expect("inside the fixed 30 bytes") as usize;
     let start = local_at + LOCAL_LEN + lname + lextra;
-    let end = usize::try_from(csize)
-        .ok()
-        .and_then(|n| start.checked_add(n))
-        .filter(|&e| e <= bytes.len())
-        .ok_or_else(|| WeightError::Truncated {
+    let end = usize::try_from(csize).ok().and_then(|n| start.checked_add(n)).filter(|&e| e <= bytes.len()).ok_or_else(
+        || WeightError::Truncated {
             file: file.to_path_buf(),
             what: format!("archive entry `{name}`"),
             need: (start as u64).saturating_add(csize),
             len: bytes.len() as u64,
-        })?;
-    Ok(ZipEntry {
-        name,
-        data: start..end,
-        crc32,
-    })
+        },
+    )?;
+    Ok(ZipEntry { name, data: start..end, crc32 })
 }
 
 /// CRC-32 (IEEE, reflected, as zip uses), bitwise: only small entries are checked.

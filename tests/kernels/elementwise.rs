@@ -4,9 +4,9 @@
 
 use nava::gpu::GpuTensor;
 use nava::kernels::elementwise::{
-    binary, binary_inplace, copy, copy_into, fill, gated_add, reduce, snake_beta,
-    snake_beta_inplace, softmax, softmax_inplace, timestep_embedding, unary, unary_inplace,
-    variants, with_binding_limit, Binary, Reduce, TimestepFreqs, Unary,
+    binary, binary_inplace, copy, copy_into, fill, gated_add, reduce, snake_beta, snake_beta_inplace, softmax,
+    softmax_inplace, timestep_embedding, unary, unary_inplace, variants, with_binding_limit, Binary, Reduce,
+    TimestepFreqs, Unary,
 };
 
 use crate::common::{assert_close, rand_vec, test_gpu, Tol};
@@ -30,8 +30,7 @@ fn unary_ref(x: &[f32], f: Unary) -> Vec<f32> {
             let v = v as f64;
             (match f {
                 Unary::GeluTanh => {
-                    let u = ((2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v.powi(3)))
-                        .clamp(-15.0, 15.0);
+                    let u = ((2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v.powi(3))).clamp(-15.0, 15.0);
                     0.5 * v * (1.0 + u.tanh())
                 }
                 Unary::Silu => v / (1.0 + (-v).exp()),
@@ -42,23 +41,13 @@ fn unary_ref(x: &[f32], f: Unary) -> Vec<f32> {
         .collect()
 }
 
-const UNARY_OPS: [Unary; 4] = [
-    Unary::GeluTanh,
-    Unary::Silu,
-    Unary::Clamp { lo: -0.5, hi: 2.0 },
-    Unary::ScaleAdd {
-        scale: -1.5,
-        add: 0.25,
-    },
-];
+const UNARY_OPS: [Unary; 4] =
+    [Unary::GeluTanh, Unary::Silu, Unary::Clamp { lo: -0.5, hi: 2.0 }, Unary::ScaleAdd { scale: -1.5, add: 0.25 }];
 
 #[test]
 fn unary_ops_match_reference() {
     let g = test_gpu();
-    for (i, shape) in [vec![1], vec![7], vec![3, 300], vec![2, 5, 103]]
-        .iter()
-        .enumerate()
-    {
+    for (i, shape) in [vec![1], vec![7], vec![3, 300], vec![2, 5, 103]].iter().enumerate() {
         let n: usize = shape.iter().product();
         // ±12 reaches the ±15 clamp of GELU's tanh argument and SiLU's saturated tails.
         let mut x = rand_scaled(100 + i as u64, n, 12.0);
@@ -73,12 +62,7 @@ fn unary_ops_match_reference() {
             assert_close(&format!("{f:?} {shape:?}"), &read(&y), &want, Tol::F32);
             let yt = upload(&x, shape);
             unary_inplace(g, &yt, f).unwrap();
-            assert_close(
-                &format!("{f:?} in place {shape:?}"),
-                &read(&yt),
-                &want,
-                Tol::F32,
-            );
+            assert_close(&format!("{f:?} in place {shape:?}"), &read(&yt), &want, Tol::F32);
         }
     }
 }
@@ -149,10 +133,7 @@ fn binary_broadcast_matches_reference() {
 #[test]
 fn gated_add_full_and_row_gate() {
     let g = test_gpu();
-    for (i, (rows, cols)) in [(1, 1), (3, 7), (17, 130), (2, 3072)]
-        .into_iter()
-        .enumerate()
-    {
+    for (i, (rows, cols)) in [(1, 1), (3, 7), (17, 130), (2, 3072)].into_iter().enumerate() {
         let y0 = rand_vec(400 + i as u64, rows * cols);
         let t = rand_vec(500 + i as u64, rows * cols);
         let tt = upload(&t, &[rows, cols]);
@@ -171,12 +152,7 @@ fn gated_add_full_and_row_gate() {
                     (y0[j] as f64 + t[j] as f64 * gv) as f32
                 })
                 .collect();
-            assert_close(
-                &format!("gated_add {rows}x{cols} gate {gshape:?}"),
-                &read(&yt),
-                &want,
-                Tol::F32,
-            );
+            assert_close(&format!("gated_add {rows}x{cols} gate {gshape:?}"), &read(&yt), &want, Tol::F32);
         }
     }
 }
@@ -196,16 +172,7 @@ fn snake_ref(x: &[f32], alpha: &[f32], beta: &[f32], t_len: usize) -> Vec<f32> {
 #[test]
 fn snake_beta_matches_reference() {
     let g = test_gpu();
-    for (i, shape) in [
-        vec![1, 1],
-        vec![3, 10],
-        vec![24, 333],
-        vec![2, 5, 70],
-        vec![3, 7, 2],
-    ]
-    .iter()
-    .enumerate()
-    {
+    for (i, shape) in [vec![1, 1], vec![3, 10], vec![24, 333], vec![2, 5, 70], vec![3, 7, 2]].iter().enumerate() {
         let c = shape[shape.len() - 2];
         let t_len = shape[shape.len() - 1];
         let x = rand_scaled(700 + i as u64, shape.iter().product(), 3.0);
@@ -220,12 +187,7 @@ fn snake_beta_matches_reference() {
         assert_close(&format!("snake_beta {shape:?}"), &read(&y), &want, tol);
         let xt = upload(&x, shape);
         snake_beta_inplace(g, &xt, &at, &bt).unwrap();
-        assert_close(
-            &format!("snake_beta in place {shape:?}"),
-            &read(&xt),
-            &want,
-            tol,
-        );
+        assert_close(&format!("snake_beta in place {shape:?}"), &read(&xt), &want, tol);
     }
 }
 
@@ -257,10 +219,7 @@ fn softmax_ref(x: &[f32], cols: usize) -> Vec<f32> {
 #[test]
 fn softmax_matches_reference() {
     let g = test_gpu();
-    for (i, (rows, cols)) in [(1, 1), (3, 7), (4, 63), (2, 4096), (5, 1000), (1, 5000)]
-        .into_iter()
-        .enumerate()
-    {
+    for (i, (rows, cols)) in [(1, 1), (3, 7), (4, 63), (2, 4096), (5, 1000), (1, 5000)].into_iter().enumerate() {
         // Logits up to ±30: e^x alone would overflow f32 without the max subtraction at ±90; add 60 to one row.
         let mut x = rand_scaled(1100 + i as u64, rows * cols, 30.0);
         for v in &mut x[..cols] {
@@ -272,12 +231,7 @@ fn softmax_matches_reference() {
         assert_close(&format!("softmax {rows}x{cols}"), &read(&y), &want, tol);
         let xt = upload(&x, &[rows, cols]);
         softmax_inplace(g, &xt).unwrap();
-        assert_close(
-            &format!("softmax in place {rows}x{cols}"),
-            &read(&xt),
-            &want,
-            tol,
-        );
+        assert_close(&format!("softmax in place {rows}x{cols}"), &read(&xt), &want, tol);
     }
 }
 
@@ -298,36 +252,17 @@ fn reduce_ref(x: &[f32], cols: usize, op: Reduce) -> Vec<f32> {
 #[test]
 fn reductions_match_reference() {
     let g = test_gpu();
-    for (i, shape) in [
-        vec![1],
-        vec![9],
-        vec![3, 7],
-        vec![4, 65],
-        vec![2, 4096],
-        vec![2, 3, 333],
-    ]
-    .iter()
-    .enumerate()
-    {
+    for (i, shape) in [vec![1], vec![9], vec![3, 7], vec![4, 65], vec![2, 4096], vec![2, 3, 333]].iter().enumerate() {
         let cols = *shape.last().unwrap();
         let x = rand_vec(1200 + i as u64, shape.iter().product());
         let xt = upload(&x, shape);
-        let out_shape = if shape.len() == 1 {
-            vec![1]
-        } else {
-            shape[..shape.len() - 1].to_vec()
-        };
+        let out_shape = if shape.len() == 1 { vec![1] } else { shape[..shape.len() - 1].to_vec() };
         for op in Reduce::ALL {
             let y = reduce(g, &xt, op).unwrap();
             assert_eq!(y.shape(), &out_shape[..]);
             // f32 sums of `cols` terms of size ≤ 1: rounding grows like √cols ulps of the partial sums.
             let tol = Tol::new(2e-7 * (cols as f32).sqrt().max(1.0), 1e-6);
-            assert_close(
-                &format!("{op:?} {shape:?}"),
-                &read(&y),
-                &reduce_ref(&x, cols, op),
-                tol,
-            );
+            assert_close(&format!("{op:?} {shape:?}"), &read(&y), &reduce_ref(&x, cols, op), tol);
         }
     }
 }
@@ -337,9 +272,7 @@ fn timestep_ref(t: &[f32], dim: usize) -> Vec<f64> {
     let half = dim / 2;
     let mut out = Vec::new();
     for &tv in t {
-        let angles: Vec<f64> = (0..half)
-            .map(|k| tv as f64 * 10000f64.powf(-(k as f64) / half as f64))
-            .collect();
+        let angles: Vec<f64> = (0..half).map(|k| tv as f64 * 10000f64.powf(-(k as f64) / half as f64)).collect();
         out.extend(angles.iter().map(|a| a.cos()));
         out.extend(angles.iter().map(|a| a.sin()));
     }
@@ -348,10 +281,7 @@ fn timestep_ref(t: &[f32], dim: usize) -> Vec<f64> {
 
 fn max_abs_err(got: &[f32], want: &[f64]) -> f64 {
     assert_eq!(got.len(), want.len());
-    got.iter()
-        .zip(want)
-        .map(|(&g, &w)| (g as f64 - w).abs())
-        .fold(0.0, f64::max)
+    got.iter().zip(want).map(|(&g, &w)| (g as f64 - w).abs()).fold(0.0, f64::max)
 }
 
 /// Every integer t in [0, 999] at freq_dim 256. Measured on lavapipe (Mesa 25): max |error| vs the f64
@@ -392,62 +322,33 @@ fn split_over_small_bindings() {
         let at = upload(&a, &[rows, cols]);
         for f in UNARY_OPS {
             let y = unary(g, &at, f).unwrap();
-            assert_close(
-                &format!("split {f:?}"),
-                &read(&y),
-                &unary_ref(&a, f),
-                Tol::F32,
-            );
+            assert_close(&format!("split {f:?}"), &read(&y), &unary_ref(&a, f), Tol::F32);
         }
-        for (bshape, mode) in [
-            (vec![rows, cols], Bcast::Same),
-            (vec![cols], Bcast::Row),
-            (vec![rows, 1], Bcast::PerRow),
-        ] {
+        for (bshape, mode) in
+            [(vec![rows, cols], Bcast::Same), (vec![cols], Bcast::Row), (vec![rows, 1], Bcast::PerRow)]
+        {
             let bn: usize = bshape.iter().product();
             let y = binary(g, &at, &upload(&b[..bn], &bshape), Binary::Mul).unwrap();
             let want = binary_ref(&a, &b[..bn], cols, mode, Binary::Mul);
             assert_close(&format!("split mul {mode:?}"), &read(&y), &want, Tol::F32);
         }
         let yt = upload(&a, &[rows, cols]);
-        gated_add(
-            g,
-            &yt,
-            &upload(&b, &[rows, cols]),
-            &upload(&b[..cols], &[cols]),
-        )
-        .unwrap();
+        gated_add(g, &yt, &upload(&b, &[rows, cols]), &upload(&b[..cols], &[cols])).unwrap();
         let want: Vec<f32> = (0..n).map(|i| a[i] + b[i] * b[i % cols]).collect();
         assert_close("split gated_add", &read(&yt), &want, Tol::F32);
 
         // SnakeBeta [2, 5, 30]: windows start at rows whose channel is not 0.
         let (alpha, beta) = (rand_vec(1302, 5), rand_vec(1303, 5));
         let snake_a = &a[..2 * 5 * cols];
-        let y = snake_beta(
-            g,
-            &upload(snake_a, &[2, 5, cols]),
-            &upload(&alpha, &[5]),
-            &upload(&beta, &[5]),
-        )
-        .unwrap();
+        let y = snake_beta(g, &upload(snake_a, &[2, 5, cols]), &upload(&alpha, &[5]), &upload(&beta, &[5])).unwrap();
         let want = snake_ref(snake_a, &alpha, &beta, cols);
         assert_close("split snake_beta", &read(&y), &want, Tol::new(2e-5, 2e-5));
 
         let y = softmax(g, &at).unwrap();
-        assert_close(
-            "split softmax",
-            &read(&y),
-            &softmax_ref(&a, cols),
-            Tol::new(1e-6, 2e-5),
-        );
+        assert_close("split softmax", &read(&y), &softmax_ref(&a, cols), Tol::new(1e-6, 2e-5));
         let y = reduce(g, &at, Reduce::Sum).unwrap();
         let tol = Tol::new(1e-5, 1e-6);
-        assert_close(
-            "split sum",
-            &read(&y),
-            &reduce_ref(&a, cols, Reduce::Sum),
-            tol,
-        );
+        assert_close("split sum", &read(&y), &reduce_ref(&a, cols, Reduce::Sum), tol);
 
         let freqs = TimestepFreqs::new(g, 16).unwrap();
         let t: Vec<f32> = (0..40).map(|v| (v * 25) as f32).collect();
@@ -464,17 +365,11 @@ fn rejects_bad_inputs() {
     let err = |r: Result<(), nava::kernels::KernelError>| r.unwrap_err().to_string();
 
     let e = err(binary(g, &a, &upload(&[0.0; 5], &[5]), Binary::Add).map(drop));
-    assert!(
-        e.contains("binary") && e.contains("`b`") && e.contains("[5]"),
-        "{e}"
-    );
+    assert!(e.contains("binary") && e.contains("`b`") && e.contains("[5]"), "{e}");
     assert!(e.contains("[4] (one row)") && e.contains("[3, 1]"), "{e}");
 
     let e = err(gated_add(g, &a, &upload(&[0.0; 12], &[4, 3]), &a.clone()));
-    assert!(
-        e.contains("gated_add") && e.contains("`t`") && e.contains("[4, 3]"),
-        "{e}"
-    );
+    assert!(e.contains("gated_add") && e.contains("`t`") && e.contains("[4, 3]"), "{e}");
     let t = upload(&[0.0; 12], &[3, 4]);
     let e = err(gated_add(g, &a, &t, &upload(&[0.0; 3], &[3, 1])));
     assert!(e.contains("`gate`") && e.contains("[3, 1]"), "{e}");
@@ -487,10 +382,7 @@ fn rejects_bad_inputs() {
 
     let alpha = upload(&[0.0; 3], &[3]);
     let e = err(snake_beta(g, &a, &alpha, &upload(&[0.0; 4], &[4])).map(drop));
-    assert!(
-        e.contains("snake_beta") && e.contains("`beta`") && e.contains("[4]"),
-        "{e}"
-    );
+    assert!(e.contains("snake_beta") && e.contains("`beta`") && e.contains("[4]"), "{e}");
     let e = err(snake_beta(g, &upload(&[0.0; 4], &[4]), &alpha, &alpha).map(drop));
     assert!(e.contains("[C, T] or [batch, C, T]"), "{e}");
 
@@ -502,10 +394,7 @@ fn rejects_bad_inputs() {
 
     let h = g.upload_as_f16("h", &[0.0; 4], &[4]).unwrap();
     let e = err(softmax(g, &h).map(drop));
-    assert!(
-        e.contains("softmax") && e.contains("f16") && e.contains("f32"),
-        "{e}"
-    );
+    assert!(e.contains("softmax") && e.contains("f16") && e.contains("f32"), "{e}");
 
     // A row too long for one binding is refused by name rather than dispatched.
     let long = upload(&vec![0.0; 300], &[1, 300]);
@@ -518,14 +407,11 @@ fn rejects_bad_inputs() {
 fn elementwise_variants_validate() {
     for spec in variants() {
         let src = spec.source();
-        let module = naga::front::wgsl::parse_str(&src)
-            .unwrap_or_else(|e| panic!("{}: {}", spec.label, e.emit_to_string(&src)));
-        naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::all(),
-        )
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{}: {e:?}", spec.label));
+        let module =
+            naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{}: {}", spec.label, e.emit_to_string(&src)));
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{}: {e:?}", spec.label));
         assert!(
             module.entry_points.iter().any(|e| e.name == spec.entry),
             "{}: no entry point {}",

@@ -6,10 +6,7 @@ use crate::gpu::{spread, Access, DType, Family, Gpu, GpuTensor, Spec};
 use super::{check_f32, rows_cols, rows_per_launch};
 use crate::kernels::KernelError;
 
-pub static REDUCE: Family = Family {
-    name: "reduce",
-    source: include_str!("../../../shaders/reduce.wgsl"),
-};
+pub static REDUCE: Family = Family { name: "reduce", source: include_str!("../../../shaders/reduce.wgsl") };
 
 /// Invocations per row (≤ 256). On lavapipe 32 beat 16, 64 and 128: the partials are combined serially.
 const REDUCE_WG: usize = 32;
@@ -49,10 +46,7 @@ fn reduce_spec(op: u32, name: &str) -> Spec {
 }
 
 pub(super) fn variants() -> Vec<Spec> {
-    let mut v: Vec<Spec> = Reduce::ALL
-        .iter()
-        .map(|&r| reduce_spec(r as u32, r.name()))
-        .collect();
+    let mut v: Vec<Spec> = Reduce::ALL.iter().map(|&r| reduce_spec(r as u32, r.name())).collect();
     v.push(reduce_spec(SOFTMAX_OP, "softmax"));
     v
 }
@@ -89,15 +83,9 @@ fn run_rows(
     let max_groups = g.limits.max_compute_workgroups_per_dimension;
     for r0 in (0..rows).step_by(rows_per) {
         let rc = rows_per.min(rows - r0);
-        let xb = x.map_or_else(
-            || g.dummy().binding(),
-            |x| x.window((r0 * cols * 4) as u64, (rc * cols * 4) as u64, align),
-        );
-        let yb = y.window(
-            (r0 * y_per_row * 4) as u64,
-            (rc * y_per_row * 4) as u64,
-            align,
-        );
+        let xb =
+            x.map_or_else(|| g.dummy().binding(), |x| x.window((r0 * cols * 4) as u64, (rc * cols * 4) as u64, align));
+        let yb = y.window((r0 * y_per_row * 4) as u64, (rc * y_per_row * 4) as u64, align);
         let params = ReduceParams {
             rows: rc as u32,
             cols: cols as u32,

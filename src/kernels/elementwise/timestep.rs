@@ -6,10 +6,7 @@ use crate::gpu::{spread, Access, DType, Family, Gpu, GpuTensor, Spec};
 use super::{check_f32, fits_whole, rows_per_launch};
 use crate::kernels::KernelError;
 
-pub static TIMESTEP: Family = Family {
-    name: "timestep",
-    source: include_str!("../../../shaders/timestep.wgsl"),
-};
+pub static TIMESTEP: Family = Family { name: "timestep", source: include_str!("../../../shaders/timestep.wgsl") };
 
 /// Invocations per workgroup; one (timestep, k) pair each.
 const TIMESTEP_WG: usize = 64;
@@ -68,11 +65,7 @@ struct TimestepParams {
 } // mirrors WGSL `Params` of timestep.wgsl
 
 /// `[cos(t·ω_k) ‖ sin(t·ω_k)]` for each timestep: t of any shape (integral values in [0, 2^24)) → `[.., freq_dim]`.
-pub fn timestep_embedding(
-    g: &Gpu,
-    freqs: &TimestepFreqs,
-    t: &GpuTensor,
-) -> Result<GpuTensor, KernelError> {
+pub fn timestep_embedding(g: &Gpu, freqs: &TimestepFreqs, t: &GpuTensor) -> Result<GpuTensor, KernelError> {
     const OP: &str = "timestep_embedding";
     check_f32(OP, "t", t)?;
     let (dim, half) = (freqs.freq_dim, freqs.freq_dim / 2);
@@ -101,12 +94,7 @@ pub fn timestep_embedding(
             ..Default::default()
         };
         let [gx, gy] = spread((uc * half).div_ceil(TIMESTEP_WG) as u32, max_groups);
-        g.dispatch(
-            &pipe,
-            &[tb, freqs.table.binding(), yb],
-            &params,
-            [gx, gy, 1],
-        )?;
+        g.dispatch(&pipe, &[tb, freqs.table.binding(), yb], &params, [gx, gy, 1])?;
     }
     Ok(y)
 }
