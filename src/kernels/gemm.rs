@@ -513,7 +513,11 @@ fn run(
         let xb = x.window((m0 * k * 4) as u64, (mc * k * 4) as u64, align);
         let yb = y.window((m0 * n * 4) as u64, (mc * n * 4) as u64, align);
         let (gb, g_shift, g_ld) = match gate {
-            Some((t, 0)) => (t.binding(), 0, 0),
+            Some((t, 0)) => {
+                let b = t.binding();
+                let s = b.word_shift;
+                (b, s, 0)
+            }
             Some((t, ld)) => {
                 let b = t.window((m0 * ld * 4) as u64, (mc * ld * 4) as u64, align);
                 let s = b.word_shift;
@@ -535,7 +539,11 @@ fn run(
                     let sh = b.word_shift;
                     (b, sh)
                 }
-                (Some(s), _) => (s.binding(), 0),
+                (Some(s), _) => {
+                    let b = s.binding();
+                    let sh = b.word_shift;
+                    (b, sh)
+                }
                 (None, _) => (g.dummy().binding(), 0),
             };
             let mut flags = 0;
@@ -555,6 +563,8 @@ fn run(
                     flags |= GATED;
                 }
             }
+            let bias = epi.bias.map_or_else(|| g.dummy().binding(), |b| b.binding());
+            let b_shift = bias.word_shift;
             let params = GemmParams {
                 m: mc as u32,
                 n: n as u32,
@@ -566,13 +576,12 @@ fn run(
                 w_shift: wb.word_shift,
                 s_shift,
                 y_shift: yb.word_shift,
-                b_shift: 0,
+                b_shift,
                 g_shift,
                 g_ld,
                 flags,
                 ..Default::default()
             };
-            let bias = epi.bias.map_or_else(|| g.dummy().binding(), |b| b.binding());
             g.dispatch(&pipe, &[xb.clone(), wb, bias, gb.clone(), yb.clone(), sb], &params, [groups_x, gy, gz])?;
         }
     }

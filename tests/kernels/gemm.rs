@@ -150,3 +150,30 @@ fn gemm_rejects_wrong_shapes() {
     let e = gemm(g, &xt, &wt, Epilogue { bias: Some(&bt), act: Act::None }).unwrap_err().to_string();
     assert!(e.contains("`bias` has shape [3]"), "{e}");
 }
+
+/// Row views (as the DiT uses for its video and audio rows) as input, bias, gate and output.
+#[test]
+fn gemm_on_row_views() {
+    let g = test_gpu();
+    let (m, n, k) = (9, 6, 10);
+    let x = rand_vec(50, m * k);
+    let w = rand_vec(51, n * k);
+    let table = rand_vec(52, 3 * n); // rows: bias, gate, unused
+    let res = rand_vec(53, m * n);
+    let xt = g.upload_f32("x", &x, &[m, k]).unwrap();
+    let tt = g.upload_f32("table", &table, &[3, n]).unwrap();
+    let yt = g.upload_f32("y", &res, &[m, n]).unwrap();
+    let wt = Weight::from_f32(g, "w", WeightFormat::F32, n, k, &w).unwrap();
+    let (r0, rn) = (3, 5);
+    let xv = xt.rows(r0, rn).unwrap();
+    let yv = yt.rows(r0, rn).unwrap();
+    let bias = tt.rows(1, 1).unwrap().reshape(&[n]).unwrap();
+    let gate = tt.rows(2, 1).unwrap();
+    gemm_gated_add(g, &xv, &wt, Some(&bias), &gate, &yv).unwrap();
+    let prod = reference(&x[r0 * k..(r0 + rn) * k], &w, Some(&table[n..2 * n]), rn, n, k, Act::None);
+    let mut want = res.clone();
+    for i in 0..rn * n {
+        want[r0 * n + i] += prod[i] * table[2 * n + i % n];
+    }
+    assert_close("gemm on views", &g.read_f32_blocking(&yt).unwrap(), &want, Tol::new(2e-5, 2e-5));
+}
