@@ -77,7 +77,7 @@ impl GpuTensor {
             DType::F16 | DType::BF16 => 2,
         };
         let byte = (start * row_elems * elem_bytes) as u64;
-        if byte % 4 != 0 {
+        if !byte.is_multiple_of(4) {
             return None;
         }
         let mut shape = self.shape.clone();
