@@ -4,6 +4,7 @@
 
 pub mod gpu;
 pub mod kernels;
+pub mod model;
 pub mod weights;
 
 #[cfg(not(target_arch = "wasm32"))]

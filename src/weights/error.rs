@@ -27,6 +27,16 @@ pub enum WeightError {
     Shape { file: PathBuf, key: String, expected: Vec<usize>, found: Vec<usize> },
     #[error("{}: {} tensors missing, e.g. `{}` — {hint}", .file.display(), .keys.len(), first(.keys))]
     Missing { file: PathBuf, keys: Vec<String>, hint: String },
+    #[error("{}: does not match the model: {} missing (e.g. {}), {} unexpected (e.g. {}), {} with another shape (e.g. {}) — {hint}",
+        .file.display(), .missing.len(), first(.missing), .unexpected.len(), first(.unexpected), .misshaped.len(),
+        .misshaped.first().map_or("none".to_string(), |(k, want, got)| format!("`{k}` is {got:?}, expected {want:?}")))]
+    Mismatch {
+        file: PathBuf,
+        missing: Vec<String>,
+        unexpected: Vec<String>,
+        misshaped: Vec<(String, Vec<usize>, Vec<usize>)>,
+        hint: String,
+    },
     #[error("{}: refusing to unpickle `{class}`: only state-dict classes are allowed (OrderedDict, tensor \
              rebuilds, storages). Convert the checkpoint to safetensors with a Python you trust", .file.display())]
     RefusedClass { file: PathBuf, class: String },

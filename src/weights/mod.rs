@@ -11,6 +11,7 @@ pub mod pickle;
 pub mod pth;
 pub mod safetensors;
 pub mod safetensors_writer;
+mod store;
 mod zip;
 
 use std::borrow::Cow;
@@ -22,6 +23,7 @@ pub use error::WeightError;
 pub use pickle::PickleValue;
 pub use pth::Pth;
 pub use safetensors::{Safetensors, SafetensorsHeader};
+pub use store::{check_keys, KeyTable, LoadError, Scope, ScopeBuf};
 pub use safetensors_writer::{safetensors_to_vec, write_safetensors, SafetensorsWriter, TensorData};
 
 /// Name, element type and shape of one stored tensor.

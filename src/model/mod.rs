@@ -1,0 +1,6 @@
+//! The networks, one module each, as plain structs that mirror the reference modules and call kernels.
+
+pub mod dit;
+mod error;
+
+pub use error::ModelError;
