@@ -12,8 +12,10 @@
 // Row norms: one workgroup owns R rows. Invocation t reads columns t, t + WG, … (neighbouring invocations read
 // neighbouring words), computes its own sum and, in a second local pass, its own centred sum of squares; the
 // partials meet in workgroup memory behind ONE barrier and every invocation combines them (Chan's parallel
-// variance formula: exact, no E[x²] - mean² cancellation). Barriers are expensive on lavapipe, so there is one per
-// workgroup whatever R is. Channel norms need no barrier at all: an invocation owns one position and walks C.
+// variance formula: exact, no E[x²] - mean² cancellation). LayerNorm works on x - x[row, 0] throughout, so that
+// rows with a large mean keep f32 precision in the sums and in the output (x - x[row, 0] is exact for nearby
+// values). Barriers are expensive on lavapipe, so there is one per workgroup whatever R is. Channel norms need no
+// barrier at all: an invocation owns one position and walks C.
 //
 // All offsets, strides and lengths are in elements (= 32-bit words). `*_shift` are word offsets of a tensor
 // inside its binding (windows of tensors larger than one binding start at an aligned offset before the data).
@@ -56,8 +58,9 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
 @group(0) @binding(6) var<uniform> p: Params;
 
-var<workgroup> part_s: array<f32, 256>;  // per invocation: sum (layer norm) or sum of squares (rms norm)
+var<workgroup> part_s: array<f32, 256>;  // per invocation: sum of x - x[row, 0] (layer norm) or of x² (rms norm)
 var<workgroup> part_m: array<f32, 256>;  // per invocation: centred sum of squares (layer norm)
+var<workgroup> row_k: array<f32, 256>;   // per row: x[row, 0], the shift of the layer norm sums
 
 fn ld(i: u32) -> f32 {
     if (INPLACE) {
@@ -91,12 +94,16 @@ fn layer_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         var m2 = 0.0;
         if (row < p.rows && n_t > 0u) {
             let base = p.x_shift + row * cols;
+            let k = ld(base);
+            if (t == 0u) {
+                row_k[rr] = k;  // read again after the barrier: in place, x[row, 0] is overwritten by then
+            }
             for (var c = t; c < cols; c += WG) {
-                s += ld(base + c);
+                s += ld(base + c) - k;
             }
             let mean_t = s / f32(n_t);
             for (var c = t; c < cols; c += WG) {
-                let d = ld(base + c) - mean_t;
+                let d = (ld(base + c) - k) - mean_t;
                 m2 += d * d;
             }
         }
@@ -115,7 +122,7 @@ fn layer_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         for (var i = 0u; i < used; i++) {
             total += part_s[rr * WG + i];
         }
-        let mean = total * inv_cols;
+        let mean = total * inv_cols;  // of x - x[row, 0]
         var m2 = 0.0;
         for (var i = 0u; i < used; i++) {
             let n_i = f32(owned(i, cols));
@@ -124,12 +131,13 @@ fn layer_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         }
         let rstd = inverseSqrt(m2 * inv_cols + p.eps);
         let xb = p.x_shift + row * cols;
+        let k = row_k[rr];
         let yb = p.y_shift + row * cols;
         let scb = p.sc_shift + row * p.sc_ld;
         let shb = p.sh_shift + row * p.sh_ld;
         let f = p.flags;
         for (var c = t; c < cols; c += WG) {
-            var v = (ld(xb + c) - mean) * rstd;
+            var v = ((ld(xb + c) - k) - mean) * rstd;
             if ((f & HAS_W) != 0u) {
                 v *= w[c];
             }
