@@ -413,8 +413,22 @@ pub fn variants() -> Vec<Spec> {
 pub fn gemm(g: &Gpu, x: &GpuTensor, w: &Weight, epi: Epilogue) -> Result<GpuTensor, KernelError> {
     let (rows, out_shape) = check(x, w, epi.bias)?;
     let y = g.alloc("gemm output", &out_shape, DType::F32)?;
-    run(g, x, w, &y, rows, epi, None)?;
+    run(g, x, w, &y, rows, epi, Mode::Write)?;
     Ok(y)
+}
+
+/// `y = epilogue(x·Wᵀ)` written into `y` (which may be a row view of a larger tensor).
+pub fn gemm_into(g: &Gpu, x: &GpuTensor, w: &Weight, epi: Epilogue, y: &GpuTensor) -> Result<(), KernelError> {
+    let (rows, out_shape) = check(x, w, epi.bias)?;
+    y.expect("gemm_into", "y", &out_shape)?;
+    run(g, x, w, y, rows, epi, Mode::Write)
+}
+
+/// `y += x·Wᵀ + bias`: a residual add without a gate (the text cross-attention output).
+pub fn gemm_add(g: &Gpu, x: &GpuTensor, w: &Weight, bias: Option<&GpuTensor>, y: &GpuTensor) -> Result<(), KernelError> {
+    let (rows, out_shape) = check(x, w, bias)?;
+    y.expect("gemm_add", "y", &out_shape)?;
+    run(g, x, w, y, rows, Epilogue { bias, act: Act::None }, Mode::Add)
 }
 
 /// `y += (x·Wᵀ + bias) ⊙ gate`: the gated residual of the DiT blocks, written into `y` in place. `gate` is
@@ -441,7 +455,7 @@ pub fn gemm_gated_add(
             found: gate.shape().to_vec(),
         });
     };
-    run(g, x, w, y, rows, Epilogue { bias, act: Act::None }, Some((gate, g_ld)))
+    run(g, x, w, y, rows, Epilogue { bias, act: Act::None }, Mode::GatedAdd(gate, g_ld))
 }
 
 fn check(x: &GpuTensor, w: &Weight, bias: Option<&GpuTensor>) -> Result<(usize, Vec<usize>), KernelError> {
@@ -465,6 +479,14 @@ fn check(x: &GpuTensor, w: &Weight, bias: Option<&GpuTensor>) -> Result<(usize, 
     Ok((rows, out))
 }
 
+/// How the result meets what `y` holds: overwrite, add, or add through a gate (with the gate's row length, 0 for
+/// one shared row).
+enum Mode<'a> {
+    Write,
+    Add,
+    GatedAdd(&'a GpuTensor, usize),
+}
+
 fn run(
     g: &Gpu,
     x: &GpuTensor,
@@ -472,8 +494,13 @@ fn run(
     y: &GpuTensor,
     rows: usize,
     epi: Epilogue,
-    gate: Option<(&GpuTensor, usize)>,
+    mode: Mode,
 ) -> Result<(), KernelError> {
+    let (gate, accumulate) = match mode {
+        Mode::Write => (None, false),
+        Mode::Add => (None, true),
+        Mode::GatedAdd(t, ld) => (Some((t, ld)), false),
+    };
     if rows == 0 || w.n == 0 {
         return Ok(());
     }
@@ -547,7 +574,7 @@ fn run(
                 (None, _) => (g.dummy().binding(), 0),
             };
             let mut flags = 0;
-            if ci > 0 {
+            if ci > 0 || accumulate {
                 flags |= ACCUMULATE;
             }
             if last {

@@ -14,10 +14,7 @@ use crate::gpu::{spread, Access, Binding, DType, Family, Gpu, GpuTensor, Spec};
 
 use super::{Check, KernelError};
 
-pub static FAMILY: Family = Family {
-    name: "norm",
-    source: include_str!("../../shaders/norm.wgsl"),
-};
+pub static FAMILY: Family = Family { name: "norm", source: include_str!("../../shaders/norm.wgsl") };
 
 // Flag bits of `Params.flags`, as in the shader.
 const HAS_W: u32 = 1;
@@ -65,13 +62,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 5] = [
-        Self::LayerNorm,
-        Self::RmsNorm,
-        Self::ChanNorm,
-        Self::ChanSumsq,
-        Self::ChanApply,
-    ];
+    pub const ALL: [Kernel; 5] = [Self::LayerNorm, Self::RmsNorm, Self::ChanNorm, Self::ChanSumsq, Self::ChanApply];
 
     fn entry(self) -> &'static str {
         match self {
@@ -103,17 +94,11 @@ pub struct Variant {
 impl Variant {
     pub fn spec(self) -> Spec {
         use Access::*;
-        let mut s = Spec::new(
-            &FAMILY,
-            self.kernel.entry(),
-            &[Read, Read, Read, Read, Read, ReadWrite],
-        )
-        .tag(&format!("t{}", self.wg))
-        .constant("WG", self.wg as f64);
+        let mut s = Spec::new(&FAMILY, self.kernel.entry(), &[Read, Read, Read, Read, Read, ReadWrite])
+            .tag(&format!("t{}", self.wg))
+            .constant("WG", self.wg as f64);
         if self.kernel.is_row() {
-            s = s
-                .tag(&format!("r{}", self.rows_per_group))
-                .constant("R", self.rows_per_group as f64);
+            s = s.tag(&format!("r{}", self.rows_per_group)).constant("R", self.rows_per_group as f64);
             if self.inplace {
                 s = s.tag("inplace").constant("INPLACE", 1.0);
             }
@@ -136,11 +121,7 @@ impl Variant {
         Self {
             kernel,
             wg,
-            rows_per_group: if kernel.is_row() {
-                r.min(256 / wg).max(1)
-            } else {
-                1
-            },
+            rows_per_group: if kernel.is_row() { r.min(256 / wg).max(1) } else { 1 },
             inplace: inplace && kernel.is_row(),
         }
     }
@@ -157,25 +138,14 @@ const CPU_CHAN_WG: u32 = 64;
 pub fn variants() -> Vec<Spec> {
     let mut v = Vec::new();
     for kernel in Kernel::ALL {
-        let tiles: &[(u32, u32)] = if kernel.is_row() {
-            &[CPU_ROW_TILE, (256, 1)]
-        } else {
-            &[(CPU_CHAN_WG, 1), (256, 1)]
-        };
+        let tiles: &[(u32, u32)] =
+            if kernel.is_row() { &[CPU_ROW_TILE, (256, 1)] } else { &[(CPU_CHAN_WG, 1), (256, 1)] };
         for &(wg, rows_per_group) in tiles {
             for inplace in [false, true] {
                 if inplace && !kernel.is_row() {
                     continue;
                 }
-                v.push(
-                    Variant {
-                        kernel,
-                        wg,
-                        rows_per_group,
-                        inplace,
-                    }
-                    .spec(),
-                );
+                v.push(Variant { kernel, wg, rows_per_group, inplace }.spec());
             }
         }
     }
@@ -195,39 +165,23 @@ pub struct RowOperand<'a> {
 impl<'a> RowOperand<'a> {
     /// One row per row of x: `tensor` is `[rows, cols]` (any leading dims).
     pub fn per_row(tensor: &'a GpuTensor) -> Self {
-        Self {
-            tensor,
-            offset: 0,
-            row_stride: tensor.shape().last().copied().unwrap_or(0),
-        }
+        Self { tensor, offset: 0, row_stride: tensor.shape().last().copied().unwrap_or(0) }
     }
 
     /// One row `[cols]` (or `[1, cols]`) shared by every row of x.
     pub fn broadcast(tensor: &'a GpuTensor) -> Self {
-        Self {
-            tensor,
-            offset: 0,
-            row_stride: 0,
-        }
+        Self { tensor, offset: 0, row_stride: 0 }
     }
 
     /// Row `j` of a table `[.., n, cols]` (e.g. the DiT's `[1, 6, 3072]` modulation), shared by every row of x.
     pub fn table_row(tensor: &'a GpuTensor, j: usize) -> Self {
-        Self {
-            tensor,
-            offset: j * tensor.shape().last().copied().unwrap_or(0),
-            row_stride: 0,
-        }
+        Self { tensor, offset: j * tensor.shape().last().copied().unwrap_or(0), row_stride: 0 }
     }
 
     /// Chunk `j` of `n` per row: `tensor` is `[rows, n, cols]` (e.g. a per-token `e0` of `[L, 6, 3072]`).
     pub fn chunk(tensor: &'a GpuTensor, j: usize, n: usize) -> Self {
         let cols = tensor.shape().last().copied().unwrap_or(0);
-        Self {
-            tensor,
-            offset: j * cols,
-            row_stride: n * cols,
-        }
+        Self { tensor, offset: j * cols, row_stride: n * cols }
     }
 }
 
@@ -269,30 +223,12 @@ pub fn layer_norm_into(
     eps: f32,
     modulation: Option<Modulation>,
 ) -> Result<(), KernelError> {
-    run_rows(
-        g,
-        RowJob {
-            op: "layer_norm",
-            kernel: Kernel::LayerNorm,
-            x,
-            y,
-            rows,
-            weight,
-            bias,
-            eps,
-            modulation,
-        },
-    )
+    run_rows(g, RowJob { op: "layer_norm", kernel: Kernel::LayerNorm, x, y, rows, weight, bias, eps, modulation })
 }
 
 /// `RMSNorm` over the last dim of `x` (`[.., cols]`): `y = x / sqrt(mean(x²) + eps) * weight`, weight `[cols]`.
 /// Per-head norms (Qwen3's q/k norm) are this on x reshaped to `[tokens · heads, head_dim]`.
-pub fn rms_norm(
-    g: &Gpu,
-    x: &GpuTensor,
-    weight: &GpuTensor,
-    eps: f32,
-) -> Result<GpuTensor, KernelError> {
+pub fn rms_norm(g: &Gpu, x: &GpuTensor, weight: &GpuTensor, eps: f32) -> Result<GpuTensor, KernelError> {
     let (rows, _) = rows_cols("rms_norm", x)?;
     let y = g.alloc("rms_norm output", x.shape(), DType::F32)?;
     rms_norm_into(g, x, &y, 0..rows, weight, eps)?;
@@ -326,12 +262,7 @@ pub fn rms_norm_into(
 
 /// T5's `T5LayerNorm` is the same formula as [`rms_norm`] (no mean subtraction, no bias; the fp16 clamp of the
 /// reference only matters for fp16 activations, and ours are f32).
-pub fn t5_rms_norm(
-    g: &Gpu,
-    x: &GpuTensor,
-    weight: &GpuTensor,
-    eps: f32,
-) -> Result<GpuTensor, KernelError> {
+pub fn t5_rms_norm(g: &Gpu, x: &GpuTensor, weight: &GpuTensor, eps: f32) -> Result<GpuTensor, KernelError> {
     rms_norm(g, x, weight, eps)
 }
 
@@ -346,28 +277,12 @@ pub enum ChannelNorm {
 
 /// `PixelNorm` of a `[C, S]` or `[B, C, S]` feature map (reshape `[B, C, T, H, W]` to `[B, C, T·H·W]`).
 pub fn pixel_norm(g: &Gpu, x: &GpuTensor, eps: f32) -> Result<GpuTensor, KernelError> {
-    chan_norm(
-        "pixel_norm",
-        g,
-        x,
-        ChannelNorm::Pixel { eps },
-        None,
-        None,
-        false,
-    )
+    chan_norm("pixel_norm", g, x, ChannelNorm::Pixel { eps }, None, None, false)
 }
 
 /// [`pixel_norm`] followed by SiLU (the `PN → SiLU` of the audio VAE's resnet blocks).
 pub fn pixel_norm_silu(g: &Gpu, x: &GpuTensor, eps: f32) -> Result<GpuTensor, KernelError> {
-    chan_norm(
-        "pixel_norm_silu",
-        g,
-        x,
-        ChannelNorm::Pixel { eps },
-        None,
-        None,
-        true,
-    )
+    chan_norm("pixel_norm_silu", g, x, ChannelNorm::Pixel { eps }, None, None, true)
 }
 
 /// Wan2.2's `RMS_norm`: `F.normalize(x, dim=C) · √C · gamma (+ bias)` over a `[C, S]` or `[B, C, S]` map; gamma
@@ -378,15 +293,7 @@ pub fn channel_rms_norm(
     gamma: &GpuTensor,
     bias: Option<&GpuTensor>,
 ) -> Result<GpuTensor, KernelError> {
-    chan_norm(
-        "channel_rms_norm",
-        g,
-        x,
-        ChannelNorm::L2,
-        Some(gamma),
-        bias,
-        false,
-    )
+    chan_norm("channel_rms_norm", g, x, ChannelNorm::L2, Some(gamma), bias, false)
 }
 
 /// [`channel_rms_norm`] followed by SiLU (the `RMS → SiLU` of the Wan VAE's residual blocks and head).
@@ -396,15 +303,7 @@ pub fn channel_rms_norm_silu(
     gamma: &GpuTensor,
     bias: Option<&GpuTensor>,
 ) -> Result<GpuTensor, KernelError> {
-    chan_norm(
-        "channel_rms_norm_silu",
-        g,
-        x,
-        ChannelNorm::L2,
-        Some(gamma),
-        bias,
-        true,
-    )
+    chan_norm("channel_rms_norm_silu", g, x, ChannelNorm::L2, Some(gamma), bias, true)
 }
 
 /// Any channel norm over the C axis of `x` (`[C, S]` or `[B, C, S]`), then `· gamma + bias` (each C elements),
@@ -481,14 +380,7 @@ fn chan_norm(
     let align = g.binding_align();
     let words = usable_words(g);
     let max_groups = g.limits.max_compute_workgroups_per_dimension;
-    let base = NormParams {
-        rows: c as u32,
-        cols: s as u32,
-        eps,
-        flags,
-        c_total: c as u32,
-        ..Default::default()
-    };
+    let base = NormParams { rows: c as u32, cols: s as u32, eps, flags, c_total: c as u32, ..Default::default() };
     let item = (c * s) as u64;
     let per_launch = (words / item) as usize;
     if per_launch > 0 {
@@ -500,27 +392,10 @@ fn chan_norm(
             let (start, len) = (4 * b0 as u64 * item, 4 * nb as u64 * item);
             let xb = x.window(start, len, align);
             let yb = y.window(start, len, align);
-            let params = NormParams {
-                batch: nb as u32,
-                x_shift: xb.word_shift,
-                y_shift: yb.word_shift,
-                ..base
-            };
+            let params = NormParams { batch: nb as u32, x_shift: xb.word_shift, y_shift: yb.word_shift, ..base };
             let [gx, gy] = spread((nb * s).div_ceil(v.wg as usize) as u32, max_groups);
             let dummy = g.dummy().binding();
-            g.dispatch(
-                &pipe,
-                &[
-                    xb,
-                    gamma_b.clone(),
-                    bias_b.clone(),
-                    dummy.clone(),
-                    dummy,
-                    yb,
-                ],
-                &params,
-                [gx, gy, 1],
-            )?;
+            g.dispatch(&pipe, &[xb, gamma_b.clone(), bias_b.clone(), dummy.clone(), dummy, yb], &params, [gx, gy, 1])?;
         }
         return Ok(y);
     }
@@ -544,10 +419,7 @@ fn chan_norm(
     let [gx, gy] = spread(s.div_ceil(apply_v.wg as usize) as u32, max_groups);
     let dummy = g.dummy().binding();
     for b in 0..batch {
-        let chunks: Vec<(usize, usize)> = (0..c)
-            .step_by(chunk)
-            .map(|c0| (c0, chunk.min(c - c0)))
-            .collect();
+        let chunks: Vec<(usize, usize)> = (0..c).step_by(chunk).map(|c0| (c0, chunk.min(c - c0))).collect();
         for (pass, pipe) in [(0, &sumsq), (1, &apply)] {
             for &(c0, cc) in &chunks {
                 let start = 4 * ((b * c + c0) * s) as u64;
@@ -567,12 +439,7 @@ fn chan_norm(
                     y_shift: out.word_shift,
                     ..base
                 };
-                g.dispatch(
-                    pipe,
-                    &[xb, gamma_b.clone(), bias_b.clone(), sc, dummy.clone(), out],
-                    &params,
-                    [gx, gy, 1],
-                )?;
+                g.dispatch(pipe, &[xb, gamma_b.clone(), bias_b.clone(), sc, dummy.clone(), out], &params, [gx, gy, 1])?;
             }
         }
     }
@@ -651,10 +518,7 @@ fn run_rows(g: &Gpu, job: RowJob) -> Result<(), KernelError> {
     if job.rows.start > job.rows.end || job.rows.end > total_rows {
         return Err(KernelError::Unsupported {
             op,
-            what: format!(
-                "row range {:?} is outside the {total_rows} rows of x",
-                job.rows
-            ),
+            what: format!("row range {:?} is outside the {total_rows} rows of x", job.rows),
         });
     }
     for (name, t) in [("weight", job.weight), ("bias", job.bias)] {
@@ -732,26 +596,17 @@ fn run_rows(g: &Gpu, job: RowJob) -> Result<(), KernelError> {
         let start = 4 * ((job.rows.start + r) * cols) as u64;
         let len = 4 * (n * cols) as u64;
         let yb = job.y.window(start, len, align);
-        let xb = if inplace {
-            dummy.clone()
-        } else {
-            job.x.window(start, len, align)
-        };
+        let xb = if inplace { dummy.clone() } else { job.x.window(start, len, align) };
         let (scb, sc_shift) = operand(job.modulation.as_ref().map(|m| &m.scale), r, n);
         let (shb, sh_shift) = operand(job.modulation.as_ref().map(|m| &m.shift), r, n);
-        let (sc_ld, sh_ld) = job.modulation.as_ref().map_or((0, 0), |m| {
-            (m.scale.row_stride as u32, m.shift.row_stride as u32)
-        });
+        let (sc_ld, sh_ld) =
+            job.modulation.as_ref().map_or((0, 0), |m| (m.scale.row_stride as u32, m.shift.row_stride as u32));
         let params = NormParams {
             rows: n as u32,
             cols: cols as u32,
             eps: job.eps,
             flags,
-            x_shift: if inplace {
-                yb.word_shift
-            } else {
-                xb.word_shift
-            },
+            x_shift: if inplace { yb.word_shift } else { xb.word_shift },
             y_shift: yb.word_shift,
             sc_shift,
             sc_ld,
@@ -760,12 +615,7 @@ fn run_rows(g: &Gpu, job: RowJob) -> Result<(), KernelError> {
             ..Default::default()
         };
         let [gx, gy] = spread(n.div_ceil(v.rows_per_group as usize) as u32, max_groups);
-        g.dispatch(
-            &pipe,
-            &[xb, whole(job.weight), whole(job.bias), scb, shb, yb],
-            &params,
-            [gx, gy, 1],
-        )?;
+        g.dispatch(&pipe, &[xb, whole(job.weight), whole(job.bias), scb, shb, yb], &params, [gx, gy, 1])?;
     }
     Ok(())
 }

@@ -2,5 +2,6 @@
 
 pub mod dit;
 mod error;
+pub mod layers;
 
 pub use error::ModelError;

@@ -23,8 +23,8 @@ pub use error::WeightError;
 pub use pickle::PickleValue;
 pub use pth::Pth;
 pub use safetensors::{Safetensors, SafetensorsHeader};
-pub use store::{check_keys, KeyTable, LoadError, Scope, ScopeBuf};
 pub use safetensors_writer::{safetensors_to_vec, write_safetensors, SafetensorsWriter, TensorData};
+pub use store::{check_keys, KeyTable, LoadError, Scope, ScopeBuf};
 
 /// Name, element type and shape of one stored tensor.
 #[derive(Clone, Debug, PartialEq, Eq)]

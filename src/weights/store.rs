@@ -37,7 +37,13 @@ pub fn check_keys(src: &dyn TensorSource, expected: &KeyTable, hint: &str) -> Re
     if missing.is_empty() && unexpected.is_empty() && misshaped.is_empty() {
         return Ok(());
     }
-    Err(WeightError::Mismatch { file: src.file().to_path_buf(), missing, unexpected, misshaped, hint: hint.to_string() })
+    Err(WeightError::Mismatch {
+        file: src.file().to_path_buf(),
+        missing,
+        unexpected,
+        misshaped,
+        hint: hint.to_string(),
+    })
 }
 
 fn is_fp8_scale(src: &dyn TensorSource, key: &str) -> bool {

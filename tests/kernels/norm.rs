@@ -4,9 +4,8 @@
 
 use nava::gpu::{DType, Gpu, GpuTensor};
 use nava::kernels::norm::{
-    channel_norm, channel_rms_norm, channel_rms_norm_silu, layer_norm, layer_norm_into, pixel_norm,
-    pixel_norm_silu, rms_norm, rms_norm_into, t5_rms_norm, variants, ChannelNorm, Modulation,
-    RowOperand,
+    channel_norm, channel_rms_norm, channel_rms_norm_silu, layer_norm, layer_norm_into, pixel_norm, pixel_norm_silu,
+    rms_norm, rms_norm_into, t5_rms_norm, variants, ChannelNorm, Modulation, RowOperand,
 };
 
 use crate::common::{assert_close, rand_vec, test_gpu, Tol};
@@ -63,11 +62,7 @@ fn rms_norm_ref(x: &[f32], cols: usize, w: &[f32], eps: f64) -> Vec<f32> {
     for row in x.chunks(cols) {
         let ms = row.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / cols as f64;
         let k = 1.0 / (ms + eps).sqrt();
-        out.extend(
-            row.iter()
-                .zip(w)
-                .map(|(&v, &w)| (v as f64 * k * w as f64) as f32),
-        );
+        out.extend(row.iter().zip(w).map(|(&v, &w)| (v as f64 * k * w as f64) as f32));
     }
     out
 }
@@ -139,17 +134,9 @@ fn layer_norm_plain_and_affine() {
         let x = activations(100 + i as u64, rows, cols);
         let w = rand_vec(200 + i as u64, cols);
         let b = rand_vec(300 + i as u64, cols);
-        let (xt, wt, bt) = (
-            up(g, &x, &[rows, cols]),
-            up(g, &w, &[cols]),
-            up(g, &b, &[cols]),
-        );
+        let (xt, wt, bt) = (up(g, &x, &[rows, cols]), up(g, &w, &[cols]), up(g, &b, &[cols]));
         for (affine, eps) in [(false, 1e-6f32), (true, 1e-5)] {
-            let (wo, bo) = if affine {
-                (Some(&wt), Some(&bt))
-            } else {
-                (None, None)
-            };
+            let (wo, bo) = if affine { (Some(&wt), Some(&bt)) } else { (None, None) };
             let y = layer_norm(g, &xt, wo, bo, eps, None).unwrap();
             assert_eq!(y.shape(), &[rows, cols]);
             let want = if affine {
@@ -178,23 +165,9 @@ fn layer_norm_modulation_broadcast_and_per_row() {
         let sc = rand_vec(500 + i as u64, cols);
         let sh = rand_vec(600 + i as u64, cols);
         let (sct, sht) = (up(g, &sc, &[cols]), up(g, &sh, &[1, cols]));
-        let m = Modulation {
-            scale: RowOperand::broadcast(&sct),
-            shift: RowOperand::broadcast(&sht),
-        };
+        let m = Modulation { scale: RowOperand::broadcast(&sct), shift: RowOperand::broadcast(&sht) };
         let y = layer_norm(g, &xt, None, None, 1e-6, Some(m)).unwrap();
-        let (hs, hh) = (
-            HostRows {
-                data: &sc,
-                offset: 0,
-                stride: 0,
-            },
-            HostRows {
-                data: &sh,
-                offset: 0,
-                stride: 0,
-            },
-        );
+        let (hs, hh) = (HostRows { data: &sc, offset: 0, stride: 0 }, HostRows { data: &sh, offset: 0, stride: 0 });
         assert_close(
             &format!("layer_norm+mod broadcast {rows}x{cols}"),
             &read(g, &y),
@@ -205,28 +178,11 @@ fn layer_norm_modulation_broadcast_and_per_row() {
         let sc = rand_vec(700 + i as u64, rows * cols);
         let sh = rand_vec(800 + i as u64, rows * cols);
         let w = rand_vec(900 + i as u64, cols);
-        let (sct, sht, wt) = (
-            up(g, &sc, &[rows, cols]),
-            up(g, &sh, &[rows, cols]),
-            up(g, &w, &[cols]),
-        );
-        let m = Modulation {
-            scale: RowOperand::per_row(&sct),
-            shift: RowOperand::per_row(&sht),
-        };
+        let (sct, sht, wt) = (up(g, &sc, &[rows, cols]), up(g, &sh, &[rows, cols]), up(g, &w, &[cols]));
+        let m = Modulation { scale: RowOperand::per_row(&sct), shift: RowOperand::per_row(&sht) };
         let y = layer_norm(g, &xt, Some(&wt), None, 1e-6, Some(m)).unwrap();
-        let (hs, hh) = (
-            HostRows {
-                data: &sc,
-                offset: 0,
-                stride: cols,
-            },
-            HostRows {
-                data: &sh,
-                offset: 0,
-                stride: cols,
-            },
-        );
+        let (hs, hh) =
+            (HostRows { data: &sc, offset: 0, stride: cols }, HostRows { data: &sh, offset: 0, stride: cols });
         assert_close(
             &format!("layer_norm+mod per row {rows}x{cols}"),
             &read(g, &y),
@@ -246,82 +202,32 @@ fn layer_norm_modulation_table_rows_and_row_ranges() {
     let x = activations(1, rows, cols);
     let tv = rand_vec(2, 6 * cols);
     let ta = rand_vec(3, 6 * cols);
-    let (xt, tvt, tat) = (
-        up(g, &x, &[rows, cols]),
-        up(g, &tv, &[1, 6, cols]),
-        up(g, &ta, &[1, 6, cols]),
-    );
+    let (xt, tvt, tat) = (up(g, &x, &[rows, cols]), up(g, &tv, &[1, 6, cols]), up(g, &ta, &[1, 6, cols]));
     let y = g.alloc("y", &[rows, cols], DType::F32).unwrap();
     // shift is chunk 0 and scale chunk 1 of the table (Wan's order: shift, scale, gate, ...).
     for (range, t) in [(0..lv, &tvt), (lv..rows, &tat)] {
-        let m = Modulation {
-            scale: RowOperand::table_row(t, 1),
-            shift: RowOperand::table_row(t, 0),
-        };
+        let m = Modulation { scale: RowOperand::table_row(t, 1), shift: RowOperand::table_row(t, 0) };
         layer_norm_into(g, &xt, &y, range, None, None, 1e-6, Some(m)).unwrap();
     }
     let mut want = Vec::new();
     for (r0, r1, t) in [(0, lv, &tv), (lv, rows, &ta)] {
-        let sc = HostRows {
-            data: t,
-            offset: cols,
-            stride: 0,
-        };
-        let sh = HostRows {
-            data: t,
-            offset: 0,
-            stride: 0,
-        };
-        want.extend(layer_norm_ref(
-            &x[r0 * cols..r1 * cols],
-            cols,
-            None,
-            None,
-            1e-6,
-            Some((&sc, &sh)),
-        ));
+        let sc = HostRows { data: t, offset: cols, stride: 0 };
+        let sh = HostRows { data: t, offset: 0, stride: 0 };
+        want.extend(layer_norm_ref(&x[r0 * cols..r1 * cols], cols, None, None, 1e-6, Some((&sc, &sh))));
     }
-    assert_close(
-        "layer_norm two tables",
-        &read(g, &y),
-        &want,
-        Tol::new(3e-5, 3e-5),
-    );
+    assert_close("layer_norm two tables", &read(g, &y), &want, Tol::new(3e-5, 3e-5));
 
     // Per-token e0 [rows, 6, cols]: scale = chunk 4, shift = chunk 3; over the audio rows only, whose e0
     // starts at row 0 of its own tensor.
     let e0 = rand_vec(4, la * 6 * cols);
     let e0t = up(g, &e0, &[la, 6, cols]);
-    let m = Modulation {
-        scale: RowOperand::chunk(&e0t, 4, 6),
-        shift: RowOperand::chunk(&e0t, 3, 6),
-    };
+    let m = Modulation { scale: RowOperand::chunk(&e0t, 4, 6), shift: RowOperand::chunk(&e0t, 3, 6) };
     layer_norm_into(g, &xt, &y, lv..rows, None, None, 1e-6, Some(m)).unwrap();
-    let sc = HostRows {
-        data: &e0,
-        offset: 4 * cols,
-        stride: 6 * cols,
-    };
-    let sh = HostRows {
-        data: &e0,
-        offset: 3 * cols,
-        stride: 6 * cols,
-    };
+    let sc = HostRows { data: &e0, offset: 4 * cols, stride: 6 * cols };
+    let sh = HostRows { data: &e0, offset: 3 * cols, stride: 6 * cols };
     want.truncate(lv * cols);
-    want.extend(layer_norm_ref(
-        &x[lv * cols..],
-        cols,
-        None,
-        None,
-        1e-6,
-        Some((&sc, &sh)),
-    ));
-    assert_close(
-        "layer_norm per-token chunks",
-        &read(g, &y),
-        &want,
-        Tol::new(3e-5, 3e-5),
-    );
+    want.extend(layer_norm_ref(&x[lv * cols..], cols, None, None, 1e-6, Some((&sc, &sh))));
+    assert_close("layer_norm per-token chunks", &read(g, &y), &want, Tol::new(3e-5, 3e-5));
 }
 
 /// Rows whose mean is far from zero compared with their spread: a one-pass E[x²] − mean² would lose the variance.
@@ -329,10 +235,7 @@ fn layer_norm_modulation_table_rows_and_row_ranges() {
 fn layer_norm_large_mean_is_stable() {
     let g = test_gpu();
     let (rows, cols) = (4, 3072);
-    let x: Vec<f32> = rand_vec(5, rows * cols)
-        .iter()
-        .map(|v| 300.0 + 0.05 * v)
-        .collect();
+    let x: Vec<f32> = rand_vec(5, rows * cols).iter().map(|v| 300.0 + 0.05 * v).collect();
     let y = layer_norm(g, &up(g, &x, &[rows, cols]), None, None, 1e-6, None).unwrap();
     // ulp(300) = 3e-5 is 1e-3 of the std: a mean rounded to f32 would cost that much; a one-pass E[x²] − mean²
     // would lose the whole variance (9e-4 is below ulp(90000) = 8e-3). The kernel does neither.
@@ -356,19 +259,9 @@ fn layer_norm_in_place_and_leading_dims() {
     let xt = up(g, &x, &[b, l, cols]);
     let y = layer_norm(g, &xt, Some(&wt), Some(&bt), 1e-6, None).unwrap();
     assert_eq!(y.shape(), &[b, l, cols]);
-    assert_close(
-        "layer_norm [2, 5, 257]",
-        &read(g, &y),
-        &want,
-        Tol::new(2e-5, 2e-5),
-    );
+    assert_close("layer_norm [2, 5, 257]", &read(g, &y), &want, Tol::new(2e-5, 2e-5));
     layer_norm_into(g, &xt, &xt, 0..b * l, Some(&wt), Some(&bt), 1e-6, None).unwrap();
-    assert_close(
-        "layer_norm in place",
-        &read(g, &xt),
-        &want,
-        Tol::new(2e-5, 2e-5),
-    );
+    assert_close("layer_norm in place", &read(g, &xt), &want, Tol::new(2e-5, 2e-5));
 }
 
 #[test]
@@ -381,19 +274,9 @@ fn rms_norm_matches_reference() {
         let (xt, wt) = (up(g, &x, &[rows, cols]), up(g, &w, &[cols]));
         let want = rms_norm_ref(&x, cols, &w, 1e-6);
         let y = rms_norm(g, &xt, &wt, 1e-6).unwrap();
-        assert_close(
-            &format!("rms_norm {rows}x{cols}"),
-            &read(g, &y),
-            &want,
-            Tol::new(2e-5, 2e-5),
-        );
+        assert_close(&format!("rms_norm {rows}x{cols}"), &read(g, &y), &want, Tol::new(2e-5, 2e-5));
         let y = t5_rms_norm(g, &xt, &wt, 1e-6).unwrap();
-        assert_close(
-            &format!("t5_rms_norm {rows}x{cols}"),
-            &read(g, &y),
-            &want,
-            Tol::new(2e-5, 2e-5),
-        );
+        assert_close(&format!("t5_rms_norm {rows}x{cols}"), &read(g, &y), &want, Tol::new(2e-5, 2e-5));
     }
 }
 
@@ -409,27 +292,14 @@ fn rms_norm_in_place_row_range() {
     rms_norm_into(g, &xt, &xt, 3 * heads..tokens * heads, &wt, 1e-6).unwrap();
     let mut want = x[..3 * heads * hd].to_vec();
     want.extend(rms_norm_ref(&x[3 * heads * hd..], hd, &w, 1e-6));
-    assert_close(
-        "rms_norm in place, rows 12..24",
-        &read(g, &xt),
-        &want,
-        Tol::new(2e-5, 2e-5),
-    );
+    assert_close("rms_norm in place, rows 12..24", &read(g, &xt), &want, Tol::new(2e-5, 2e-5));
 }
 
 #[test]
 fn channel_norms_match_reference() {
     let g = test_gpu();
-    for (i, &(b, c, s)) in [
-        (1, 1, 1),
-        (1, 3, 7),
-        (1, 16, 100),
-        (2, 48, 65),
-        (3, 128, 33),
-        (1, 512, 16),
-    ]
-    .iter()
-    .enumerate()
+    for (i, &(b, c, s)) in
+        [(1, 1, 1), (1, 3, 7), (1, 16, 100), (2, 48, 65), (3, 128, 33), (1, 512, 16)].iter().enumerate()
     {
         let x = rand_vec(2000 + i as u64, b * c * s);
         let gamma = rand_vec(2100 + i as u64, c);
@@ -443,19 +313,9 @@ fn channel_norms_match_reference() {
         let px = ChannelNorm::Pixel { eps: 1e-6 };
         let y = pixel_norm(g, &xt, 1e-6).unwrap();
         assert_eq!(y.shape(), &shape[..]);
-        assert_close(
-            &what("pixel_norm"),
-            &read(g, &y),
-            &channel_ref(&x, c, s, px, None, None, false),
-            tol,
-        );
+        assert_close(&what("pixel_norm"), &read(g, &y), &channel_ref(&x, c, s, px, None, None, false), tol);
         let y = pixel_norm_silu(g, &xt, 1e-6).unwrap();
-        assert_close(
-            &what("pixel_norm_silu"),
-            &read(g, &y),
-            &channel_ref(&x, c, s, px, None, None, true),
-            tol,
-        );
+        assert_close(&what("pixel_norm_silu"), &read(g, &y), &channel_ref(&x, c, s, px, None, None, true), tol);
         let l2 = ChannelNorm::L2;
         let y = channel_rms_norm(g, &xt, &gt, None).unwrap();
         assert_close(
@@ -504,25 +364,11 @@ fn norms_split_past_one_binding() {
         let xt = up(g, &x, &[rows, cols]);
         let sct = up(g, &sc, &[rows, 4, cols]);
         let sht = up(g, &sh, &[rows, cols]);
-        let m = Modulation {
-            scale: RowOperand::chunk(&sct, 3, 4),
-            shift: RowOperand::per_row(&sht),
-        };
+        let m = Modulation { scale: RowOperand::chunk(&sct, 3, 4), shift: RowOperand::per_row(&sht) };
         let y = layer_norm(g, &xt, None, None, 1e-6, Some(m)).unwrap();
-        let hs = HostRows {
-            data: &sc,
-            offset: 3 * cols,
-            stride: 4 * cols,
-        };
-        let hh = HostRows {
-            data: &sh,
-            offset: 0,
-            stride: cols,
-        };
-        (
-            y,
-            layer_norm_ref(&x, cols, None, None, 1e-6, Some((&hs, &hh))),
-        )
+        let hs = HostRows { data: &sc, offset: 3 * cols, stride: 4 * cols };
+        let hh = HostRows { data: &sh, offset: 0, stride: cols };
+        (y, layer_norm_ref(&x, cols, None, None, 1e-6, Some((&hs, &hh))))
     };
     assert_close(
         &format!("layer_norm {rows}x{cols}, scale over {max} bytes"),
@@ -541,10 +387,7 @@ fn norms_split_past_one_binding() {
         let xt = up(g, &x, &[1, c, s]);
         let gt = up(g, &gamma, &[c]);
         let y = channel_rms_norm(g, &xt, &gt, None).unwrap();
-        (
-            y,
-            channel_ref(&x, c, s, ChannelNorm::L2, Some(&gamma), None, false),
-        )
+        (y, channel_ref(&x, c, s, ChannelNorm::L2, Some(&gamma), None, false))
     };
     assert_close(
         &format!("channel_rms_norm [1, {c}, {s}] over {max} bytes"),
@@ -559,53 +402,30 @@ fn norms_reject_bad_inputs() {
     let g = test_gpu();
     let xt = up(g, &[0.0; 12], &[3, 4]);
     let w5 = up(g, &[1.0; 5], &[5]);
-    let e = layer_norm(g, &xt, Some(&w5), None, 1e-6, None)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("layer_norm: `weight` has shape [5]; expected [4]"),
-        "{e}"
-    );
+    let e = layer_norm(g, &xt, Some(&w5), None, 1e-6, None).unwrap_err().to_string();
+    assert!(e.contains("layer_norm: `weight` has shape [5]; expected [4]"), "{e}");
 
     let e = rms_norm(g, &xt, &w5, 1e-6).unwrap_err().to_string();
     assert!(e.contains("rms_norm: `weight` has shape [5]"), "{e}");
 
     // A per-row scale with fewer rows than x.
     let s2 = up(g, &[0.0; 8], &[2, 4]);
-    let m = Modulation {
-        scale: RowOperand::per_row(&s2),
-        shift: RowOperand::broadcast(&s2),
-    };
-    let e = layer_norm(g, &xt, None, None, 1e-6, Some(m))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("`scale` has shape [2, 4]") && e.contains("3 rows of 4"),
-        "{e}"
-    );
+    let m = Modulation { scale: RowOperand::per_row(&s2), shift: RowOperand::broadcast(&s2) };
+    let e = layer_norm(g, &xt, None, None, 1e-6, Some(m)).unwrap_err().to_string();
+    assert!(e.contains("`scale` has shape [2, 4]") && e.contains("3 rows of 4"), "{e}");
 
     let y = g.alloc("y", &[3, 4], DType::F32).unwrap();
-    let e = layer_norm_into(g, &xt, &y, 2..4, None, None, 1e-6, None)
-        .unwrap_err()
-        .to_string();
+    let e = layer_norm_into(g, &xt, &y, 2..4, None, None, 1e-6, None).unwrap_err().to_string();
     assert!(e.contains("row range 2..4 is outside the 3 rows"), "{e}");
 
     let x4 = up(g, &[0.0; 16], &[1, 2, 2, 4]);
     let e = pixel_norm(g, &x4, 1e-6).unwrap_err().to_string();
-    assert!(
-        e.contains("pixel_norm: `x` has shape [1, 2, 2, 4]") && e.contains("[B, C, S]"),
-        "{e}"
-    );
+    assert!(e.contains("pixel_norm: `x` has shape [1, 2, 2, 4]") && e.contains("[B, C, S]"), "{e}");
 
     let e = channel_rms_norm(g, &xt, &w5, None).unwrap_err().to_string();
-    assert!(
-        e.contains("channel_rms_norm: `gamma` has shape [5]; expected [3]"),
-        "{e}"
-    );
+    assert!(e.contains("channel_rms_norm: `gamma` has shape [5]; expected [3]"), "{e}");
 
-    let e = channel_norm(g, &xt, ChannelNorm::L2, None, Some(&w5), false)
-        .unwrap_err()
-        .to_string();
+    let e = channel_norm(g, &xt, ChannelNorm::L2, None, Some(&w5), false).unwrap_err().to_string();
     assert!(e.contains("`bias`"), "{e}");
 }
 
@@ -616,14 +436,11 @@ fn norm_variants_validate() {
     assert!(specs.len() >= 5);
     for spec in specs {
         let src = spec.source();
-        let module = naga::front::wgsl::parse_str(&src)
-            .unwrap_or_else(|e| panic!("{}: {}", spec.label, e.emit_to_string(&src)));
-        naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::all(),
-        )
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{}: {e:?}", spec.label));
+        let module =
+            naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{}: {}", spec.label, e.emit_to_string(&src)));
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{}: {e:?}", spec.label));
         let params = module
             .global_variables
             .iter()
@@ -645,16 +462,9 @@ fn bench_norms() {
     fn cpu_seconds() -> f64 {
         // utime and stime, fields 14 and 15 of /proc/self/stat, in 1/100 s.
         let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-        let f: Vec<f64> = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .map(|v| v.parse().unwrap_or(0.0))
-            .collect();
-        f.get(11)
-            .zip(f.get(12))
-            .map_or(0.0, |(u, s)| (u + s) / 100.0)
+        let f: Vec<f64> =
+            stat.rsplit(')').next().unwrap_or("").split_whitespace().map(|v| v.parse().unwrap_or(0.0)).collect();
+        f.get(11).zip(f.get(12)).map_or(0.0, |(u, s)| (u + s) / 100.0)
     }
     fn time(g: &Gpu, what: &str, elems: usize, run: &dyn Fn()) {
         let it = 20;
@@ -680,10 +490,7 @@ fn bench_norms() {
     let table = up(g, &rand_vec(2, 6 * cols), &[6, cols]);
     let w = up(g, &rand_vec(3, cols), &[cols]);
     let y = g.alloc("y", &[rows, cols], DType::F32).unwrap();
-    let m = Modulation {
-        scale: RowOperand::table_row(&table, 1),
-        shift: RowOperand::table_row(&table, 0),
-    };
+    let m = Modulation { scale: RowOperand::table_row(&table, 1), shift: RowOperand::table_row(&table, 0) };
     let n = rows * cols;
     time(g, "layer_norm + modulation 2048x3072", n, &|| {
         layer_norm_into(g, &xt, &y, 0..rows, None, None, 1e-6, Some(m)).unwrap()
@@ -691,9 +498,7 @@ fn bench_norms() {
     time(g, "layer_norm affine 2048x3072", n, &|| {
         layer_norm_into(g, &xt, &y, 0..rows, Some(&w), Some(&w), 1e-6, None).unwrap()
     });
-    time(g, "rms_norm 2048x3072", n, &|| {
-        rms_norm_into(g, &xt, &y, 0..rows, &w, 1e-6).unwrap()
-    });
+    time(g, "rms_norm 2048x3072", n, &|| rms_norm_into(g, &xt, &y, 0..rows, &w, 1e-6).unwrap());
     let (c, s) = (512, 64 * 64);
     let xc = up(g, &rand_vec(4, c * s), &[c, s]);
     let gamma = up(g, &rand_vec(5, c), &[c]);

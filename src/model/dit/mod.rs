@@ -1,6 +1,297 @@
 //! NAVA denoiser — reference `WanAVModel` (model_mm.py), NAVA.md §4. Keys under `backbone.`.
+//!
+//! Activations are one `[L_v + L_a, dim]` tensor: video rows (latent frame, row, column order) followed by audio
+//! rows. Modality-specific weights run on row views of it. Time conditioning is computed once per distinct
+//! timestep (one, or two in image-to-video where the first latent frame is at t = 0), not per token: the rows of a
+//! [`Segment`] share one timestep.
 
+mod blocks;
 mod config;
+mod embed;
 
+use std::ops::Range;
+
+use crate::gpu::{Gpu, GpuTensor};
+use crate::kernels::attention::Segment as AttnSegment;
+use crate::kernels::gemm::WeightFormat;
+use crate::weights::{check_keys, Scope, TensorSource};
+
+use super::ModelError;
+pub use blocks::{DoubleBlock, SingleBlock};
 pub use config::{DitConfig, SPK_DIM};
+pub use embed::{AudioEmbed, Head, SpkToken, TimeEmbed};
 
+use super::layers::Linear;
+
+/// Which stream a row belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Modality {
+    Video,
+    Audio,
+}
+
+/// Rows that share a modality and a timestep.
+#[derive(Clone, Debug)]
+pub struct Segment {
+    pub rows: Range<usize>,
+    pub modality: Modality,
+    /// Index into the distinct timesteps of this forward.
+    pub t_index: usize,
+}
+
+/// Layout of one forward's token rows.
+#[derive(Clone, Debug)]
+pub struct Rows {
+    /// Token grid of the video (latent frames, rows, columns after patching).
+    pub grid: [usize; 3],
+    pub video: usize,
+    pub audio: usize,
+    pub segments: Vec<Segment>,
+}
+
+impl Rows {
+    pub fn total(&self) -> usize {
+        self.video + self.audio
+    }
+
+    pub fn range(&self, m: Modality) -> Range<usize> {
+        match m {
+            Modality::Video => 0..self.video,
+            Modality::Audio => self.video..self.total(),
+        }
+    }
+
+    /// The modality-masked pass: video attends video only and audio attends audio only.
+    fn masked_segments(&self) -> [AttnSegment; 2] {
+        [AttnSegment::new(0, self.video, 0, self.video), AttnSegment::new(self.video, self.audio, self.video, self.audio)]
+    }
+}
+
+/// Speaker conditioning of one pass (Timbre-in-Context, NAVA.md §5.2).
+#[derive(Clone, Debug, Default)]
+pub struct Speakers {
+    /// ReDimNet embeddings, `SPK_DIM` values each; an all-zero one selects the learned null token.
+    pub embeddings: Vec<Vec<f32>>,
+    /// Context rows (`<extra_id_2>` positions) the speaker tokens overwrite. `None` replaces nothing, as the
+    /// reference's align-uncond pass does (it passes embeddings without positions).
+    pub positions: Option<Vec<usize>>,
+}
+
+/// Everything a block needs from the text context: per block, per modality, the projected keys and values.
+pub struct Context {
+    pub(crate) rows: usize,
+    pub(crate) double: Vec<[blocks::CrossKv; 2]>,
+    pub(crate) single: Vec<blocks::CrossKv>,
+    /// The context rows given to every block `[text_len, dim]` (for traces).
+    pub embedded: GpuTensor,
+}
+
+/// One denoiser call.
+pub struct DitInput<'a> {
+    /// Video latent `[vid_in_dim, F, H, W]`.
+    pub video: &'a GpuTensor,
+    /// Audio latent `[L_a, audio_in_dim]`.
+    pub audio: &'a GpuTensor,
+    /// Integer timestep in [0, 999].
+    pub t: f32,
+    /// Image-to-video: the first latent frame is clean, its tokens get t = 0.
+    pub first_frame_is_clean: bool,
+    /// The align-uncond pass: attention within each modality only.
+    pub masking_modality: bool,
+}
+
+/// Velocities predicted for both streams.
+pub struct DitOutput {
+    /// `[vid_out_dim, F, H, W]`.
+    pub video: GpuTensor,
+    /// `[L_a, audio_out_dim]`.
+    pub audio: GpuTensor,
+}
+
+pub struct Dit {
+    pub config: DitConfig,
+    patch_embedding: Linear,
+    audio_embed: AudioEmbed,
+    speaker_embedding: Option<SpkToken>,
+    text_embedding: [Linear; 2],
+    time: TimeEmbed,
+    double_blocks: Vec<DoubleBlock>,
+    single_blocks: Vec<SingleBlock>,
+    head: Head,
+    head_audio: Head,
+}
+
+/// The key prefix of the DiT inside `NAVA.safetensors`.
+pub const PREFIX: &str = "backbone.";
+
+impl Dit {
+    /// Loads every tensor under `prefix`, after checking the file against the config's key table.
+    pub fn load(
+        g: &Gpu,
+        src: &dyn TensorSource,
+        prefix: &str,
+        config: DitConfig,
+        format: WeightFormat,
+    ) -> Result<Self, ModelError> {
+        config.validate()?;
+        check_keys(src, &config.key_table(prefix), "is this NAVA.safetensors (the DiT) and does the config match it?")?;
+        let w = Scope::root(src, prefix);
+        let c = &config;
+        let d = c.dim;
+        let eps = c.eps as f32;
+        let text_embedding = [
+            Linear::load(g, w, "text_embedding.0", d, c.text_dim, format)?,
+            Linear::load(g, w, "text_embedding.2", d, d, format)?,
+        ];
+        let double_blocks = (0..c.num_double_layers)
+            .map(|i| DoubleBlock::load(g, w.scope("double_blocks").get().at(i).get(), c, format))
+            .collect::<Result<_, _>>()?;
+        let single_blocks = (0..c.num_single_layers)
+            .map(|i| SingleBlock::load(g, w.scope("single_blocks").get().at(i).get(), c, format))
+            .collect::<Result<_, _>>()?;
+        let [pt, ph, pw] = c.patch_size;
+        Ok(Self {
+            patch_embedding: Linear::load_shaped(
+                g,
+                w,
+                "patch_embedding",
+                &[d, c.vid_in_dim, pt, ph, pw],
+                WeightFormat::F32,
+            )?,
+            audio_embed: AudioEmbed::load(g, w.scope("patch_embedding_audio").get(), c)?,
+            speaker_embedding: if c.add_spk_emb {
+                Some(SpkToken::load(g, w.scope("speaker_embedding").get(), d)?)
+            } else {
+                None
+            },
+            text_embedding,
+            time: TimeEmbed::load(g, w, c, format)?,
+            double_blocks,
+            single_blocks,
+            head: Head::load(g, w.scope("head").get(), d, c.vid_out_dim * pt * ph * pw, eps)?,
+            head_audio: Head::load(g, w.scope("head_audio").get(), d, c.audio_out_dim, eps)?,
+            config,
+        })
+    }
+
+    /// Embeds the text context and projects the cross-attention keys and values of every block once; reuse the
+    /// result at every step of a generation. `vid_context` / `audio_context` are T5 outputs `[n_tok, text_dim]`
+    /// (at most `text_len` rows). As in the reference, the blocks see the video context, unless speakers are
+    /// given: then the audio context with speaker tokens written into it.
+    pub fn prepare_context(
+        &self,
+        g: &Gpu,
+        vid_context: &GpuTensor,
+        audio_context: &GpuTensor,
+        speakers: Option<&Speakers>,
+    ) -> Result<Context, ModelError> {
+        let c = &self.config;
+        let raw = if speakers.is_some() { audio_context } else { vid_context };
+        let ctx = embed::text_context(g, &self.text_embedding, raw, c.text_len, c.text_dim)?;
+        if let Some(spk) = speakers {
+            let token = self.speaker_embedding.as_ref().ok_or_else(|| ModelError::Input {
+                what: "speakers".into(),
+                problem: "this model has no speaker embedding (add_spk_emb is false)".into(),
+            })?;
+            if let Some(pos) = &spk.positions {
+                let tokens = token.forward(g, &spk.embeddings)?;
+                embed::insert_rows(g, &ctx, &tokens, pos)?;
+            }
+        }
+        let eps = c.eps as f32;
+        let double = self
+            .double_blocks
+            .iter()
+            .map(|b| b.cross_kv(g, &ctx, c.num_heads, eps))
+            .collect::<Result<Vec<_>, _>>()?;
+        let single = self
+            .single_blocks
+            .iter()
+            .map(|b| b.cross_kv(g, &ctx, c.num_heads, eps))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Context { rows: c.text_len, double, single, embedded: ctx })
+    }
+
+    /// The token layout of a latent: its grid after patching and the timestep segments.
+    pub fn rows(&self, input: &DitInput) -> Result<Rows, ModelError> {
+        let c = &self.config;
+        let [cin, f, h, w] = dims::<4>("video latent", input.video.shape())?;
+        let [la, ca] = dims::<2>("audio latent", input.audio.shape())?;
+        if cin != c.vid_in_dim {
+            return Err(input_err("video latent", format!("has {cin} channels; the model expects {}", c.vid_in_dim)));
+        }
+        if ca != c.audio_in_dim {
+            return Err(input_err("audio latent", format!("has {ca} channels; the model expects {}", c.audio_in_dim)));
+        }
+        let [_, ph, pw] = c.patch_size;
+        if h % ph != 0 || w % pw != 0 || f == 0 || h == 0 || w == 0 || la == 0 {
+            return Err(input_err(
+                "video latent",
+                format!("grid {f}×{h}×{w} must be non-empty with height and width divisible by the patch {ph}×{pw}"),
+            ));
+        }
+        let grid = [f, h / ph, w / pw];
+        let video = grid.iter().product::<usize>();
+        let frame = grid[1] * grid[2];
+        let mut segments = Vec::new();
+        if input.first_frame_is_clean {
+            segments.push(Segment { rows: 0..frame, modality: Modality::Video, t_index: 1 });
+            if video > frame {
+                segments.push(Segment { rows: frame..video, modality: Modality::Video, t_index: 0 });
+            }
+        } else {
+            segments.push(Segment { rows: 0..video, modality: Modality::Video, t_index: 0 });
+        }
+        segments.push(Segment { rows: video..video + la, modality: Modality::Audio, t_index: 0 });
+        Ok(Rows { grid, video, audio: la, segments })
+    }
+
+    /// One forward pass; `trace` receives named intermediates when given.
+    pub fn forward(
+        &self,
+        g: &Gpu,
+        input: &DitInput,
+        ctx: &Context,
+        mut trace: Option<&mut dyn FnMut(&str, &GpuTensor)>,
+    ) -> Result<DitOutput, ModelError> {
+        let c = &self.config;
+        let rows = self.rows(input)?;
+        let mut emit = |name: &str, t: &GpuTensor| {
+            if let Some(f) = trace.as_mut() {
+                f(name, t)
+            }
+        };
+        // Distinct timesteps: the global t, and 0 for a clean first frame.
+        let ts: Vec<f32> = if input.first_frame_is_clean { vec![input.t, 0.0] } else { vec![input.t] };
+        let time = self.time.forward(g, &ts)?;
+        let x = g.alloc("dit.x", &[rows.total(), c.dim], crate::gpu::DType::F32)?;
+        embed::video_tokens(g, &self.patch_embedding, input.video, c, &x.rows(0, rows.video).expect("video rows"))?;
+        self.audio_embed.forward_into(g, input.audio, &x.rows(rows.video, rows.audio).expect("audio rows"))?;
+        emit("x_in", &x);
+        let rope = blocks::RopeLayout::new(c, &rows);
+        let masked = input.masking_modality.then(|| rows.masked_segments());
+        for (i, b) in self.double_blocks.iter().enumerate() {
+            b.forward(g, c, &x, &rows, &time, &ctx.double[i], &rope, masked.as_ref().map(|s| &s[..]))?;
+            emit(&format!("double_{i}"), &x);
+        }
+        for (i, b) in self.single_blocks.iter().enumerate() {
+            b.forward(g, c, &x, &rows, &time, &ctx.single[i], &rope, masked.as_ref().map(|s| &s[..]))?;
+            emit(&format!("single_{i}"), &x);
+        }
+        let _ = ctx.rows;
+        let video = self.head.forward(g, &x, &rows, Modality::Video, &time)?;
+        let audio = self.head_audio.forward(g, &x, &rows, Modality::Audio, &time)?;
+        emit("head_vid_raw", &video);
+        emit("head_audio_raw", &audio);
+        let video = embed::unpatchify(g, &video, rows.grid, c)?;
+        Ok(DitOutput { video, audio })
+    }
+}
+
+fn input_err(what: &str, problem: String) -> ModelError {
+    ModelError::Input { what: what.to_string(), problem }
+}
+
+fn dims<const N: usize>(what: &str, shape: &[usize]) -> Result<[usize; N], ModelError> {
+    shape.try_into().map_err(|_| input_err(what, format!("has shape {shape:?}; expected {N} dimensions")))
+}
