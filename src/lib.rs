@@ -5,6 +5,8 @@
 pub mod gpu;
 pub mod kernels;
 pub mod model;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod oracle;
 pub mod weights;
 
 #[cfg(not(target_arch = "wasm32"))]

@@ -2,6 +2,7 @@
 
 mod bench;
 mod info;
+mod oracle;
 
 use std::process::ExitCode;
 
@@ -21,6 +22,12 @@ struct Cli {
 enum Command {
     /// Show the adapter, its limits and features, and the kernel variants that will run.
     Info,
+    /// Run reference test cases (folders with meta.json, io.safetensors, weights.safetensors) and compare.
+    Oracle {
+        /// Case folders, or folders of case folders.
+        #[arg(required = true)]
+        dirs: Vec<std::path::PathBuf>,
+    },
     /// Measure kernel throughput on this adapter.
     Bench {
         #[command(subcommand)]
@@ -37,6 +44,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Info => info::run(&opts),
         Command::Bench { what } => bench::run(&opts, what),
+        Command::Oracle { dirs } => oracle::run(&opts, &dirs),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
