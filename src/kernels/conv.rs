@@ -57,6 +57,15 @@ pub enum Kernel {
 }
 
 impl Kernel {
+    /// Bytes of the uniform `Params` the launcher writes for this kernel (the tests compare it with the WGSL).
+    pub fn params_bytes(self) -> usize {
+        match self {
+            Self::Conv | Self::ConvRows | Self::ConvGrouped => implicit::PARAMS_BYTES,
+            Self::ConvTranspose | Self::ConvTransposeGrouped => transpose::PARAMS_BYTES,
+            Self::Copy => copy::PARAMS_BYTES,
+        }
+    }
+
     pub const ALL: [Kernel; 6] = [
         Self::Conv,
         Self::ConvRows,

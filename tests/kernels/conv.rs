@@ -5,7 +5,7 @@
 use nava::gpu::{Gpu, GpuTensor};
 use nava::kernels::conv::{
     causal_conv3d, causal_conv3d_next_cache, conv2d, conv2d_per_frame, variants,
-    with_binding_limit, Conv2dArgs, Conv3dArgs,
+    with_binding_limit, Conv2dArgs, Conv3dArgs, Kernel,
 };
 
 use crate::common::{assert_close, rand_vec, test_gpu, Tol};
@@ -531,12 +531,13 @@ fn conv2d_rejects_bad_inputs() {
 // ---------------------------------------------------------------------------------------------------------------
 // Variants and speed.
 
-/// Every variant parses and validates with naga (no adapter needed).
+/// Every variant parses and validates with naga (no adapter needed), and its `Params` has the size of the
+/// struct the launcher writes.
 #[test]
 fn conv_variants_validate() {
     let specs = variants();
-    assert_eq!(specs.len(), 6);
-    for spec in specs {
+    assert_eq!(specs.len(), Kernel::ALL.len());
+    for (spec, kernel) in specs.iter().zip(Kernel::ALL) {
         let src = spec.source();
         let module = naga::front::wgsl::parse_str(&src)
             .unwrap_or_else(|e| panic!("{}: {}", spec.label, e.emit_to_string(&src)));
@@ -546,6 +547,20 @@ fn conv_variants_validate() {
         )
         .validate(&module)
         .unwrap_or_else(|e| panic!("{}: {e:?}", spec.label));
+        let mut layouter = naga::proc::Layouter::default();
+        layouter.update(module.to_ctx()).unwrap();
+        let (params, _) = module
+            .types
+            .iter()
+            .find(|(_, t)| t.name.as_deref() == Some("Params"))
+            .unwrap_or_else(|| panic!("{}: no Params struct", spec.label));
+        assert_eq!(
+            layouter[params].size as usize,
+            kernel.params_bytes(),
+            "{}: WGSL Params vs the launcher's struct",
+            spec.label
+        );
+        assert_eq!(kernel.params_bytes() % 16, 0, "{}", spec.label);
     }
 }
 

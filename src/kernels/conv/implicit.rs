@@ -139,6 +139,8 @@ impl Geom {
     }
 }
 
+pub(super) const PARAMS_BYTES: usize = std::mem::size_of::<ConvParams>();
+
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
 struct ConvParams {
