@@ -190,6 +190,12 @@ fn causal_conv3d_matches_reference() {
         case3d(6, 9, 4, 5, 6, [1, 1, 1]),
         case3d(5, 7, 3, 6, 5, [3, 1, 1]),
         case3d(2, 3, 2, 4, 3, [1, 3, 3]),
+        // Three channel blocks (16 + 16 + 8) over a 22×40 latent tile, K = 540.
+        Conv3dCase {
+            nc: 2,
+            zp: 0,
+            ..case3d(20, 40, 1, 22, 40, [3, 3, 3])
+        },
     ];
     for (i, c) in cases.iter().enumerate() {
         check_conv3d(g, 100 + 10 * i as u64, 1, c, None);
@@ -347,7 +353,7 @@ fn causal_conv3d_rejects_bad_inputs() {
     };
     let e = causal_conv3d(g, &x, &w, &args).unwrap_err().to_string();
     assert!(
-        e.contains("`cache` has shape [2, 3, 4, 5]") && e.contains("at most 2 frames"),
+        e.contains("`cache` has shape [2, 3, 4, 5]; expected [2, 3, 4, 5] with T replaced by at most 2 cached frames"),
         "{e}"
     );
     let x2 = up(g, &[0.0; 10], &[2, 5]);
