@@ -9,14 +9,19 @@
 //
 // GEMM view: M = output positions, N = output channels, K = Cin·kt·kh·kw. The weight (PyTorch layout
 // [Cout, Cin/groups, kt, kh, kw]) is the B operand: every weight load has the same address in all invocations of a
-// workgroup. The im2col rows are built on the fly: invocation `lid` owns positions lid, lid + WG, lid + 2·WG,
-// lid + 3·WG of a tile inside one output frame, so x loads are consecutive across invocations, and each x value
-// feeds CO_B output channels held in registers. A workgroup never spans two output frames, so whether a tap reads
-// zeros, the cache or x is the same for the whole workgroup.
+// workgroup. The im2col rows are built on the fly, and each x value feeds CO_B output channels held in registers
+// (CO_B = 16 measured best on lavapipe: 4 and 8 leave it load-bound, 32 spills). A workgroup never spans two
+// output frames, so whether a tap reads zeros, the cache or x is the same for the whole workgroup.
 //
-// `conv` is the dense kernel (groups = 1); `conv_grouped` computes one output channel per workgroup for grouped
-// and depthwise convolutions. Every index is a global element index plus the `*_off` of its binding (the launcher
-// splits large tensors into windows and passes off = word_shift − window start, wrapping).
+// Three entry points:
+// - `conv_rows` (groups = 1, column stride 1, no column dilation — nearly every convolution of the decoders):
+//   invocation `lid` owns four consecutive columns of one output row, so tap dw + 1 reuses three inputs of tap dw
+//   and loads one.
+// - `conv` (groups = 1, any stride and dilation): invocation `lid` owns positions lid, lid + WG, lid + 2·WG,
+//   lid + 3·WG of a tile of the frame, so x loads are consecutive across invocations.
+// - `conv_grouped`: like `conv` with one output channel per workgroup, for grouped and depthwise convolutions.
+// Every index is a global element index plus the `*_off` of its binding (the launcher splits large tensors into
+// windows and passes off = word_shift − window start, wrapping).
 
 const CO_B: u32 = 16u;  // output channels per invocation in `conv` and `conv_rows`
 const PX: u32 = 4u;     // output positions per invocation (the vec4 lanes of the accumulators)
@@ -68,7 +73,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 @group(0) @binding(5) var<uniform> p: Params;
 
-// Where one invocation works: an output frame, a channel block and PX positions of that frame.
+// Where one invocation of `conv` / `conv_grouped` works: an output frame, a channel block and PX positions.
 struct Tile {
     frame: u32,
     block: u32,       // index of the channel block (of CO_B channels in `conv`, of 1 in `conv_grouped`)
@@ -152,10 +157,7 @@ fn conv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (co0 >= p.co_end || t.frame >= p.t_end) {
         return;
     }
-    let kt = p.kt;
-    let kh = p.kh;
-    let kw = p.kw;
-    let taps = kt * kh * kw;
+    let taps = p.kt * p.kh * p.kw;
     // Weight row of each channel of the block (past co_end: repeat the last one, results are dropped).
     var wrow: array<u32, CO_B>;
     for (var c = 0u; c < CO_B; c++) {
@@ -166,17 +168,17 @@ fn conv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         acc[c] = vec4<f32>(0.0);
     }
     for (var ci = p.ci_begin; ci < p.ci_end; ci++) {
-        for (var dt = 0u; dt < kt; dt++) {
+        for (var dt = 0u; dt < p.kt; dt++) {
             let src = frame_src(ci, t.frame + dt);
             if (src.x == 0u) {
                 continue;
             }
-            for (var dh = 0u; dh < kh; dh++) {
+            for (var dh = 0u; dh < p.kh; dh++) {
                 let ih = t.ih0 + vec4<i32>(i32(dh * p.dil_h));
                 let rowok = t.ok & (vec4<u32>(ih) < vec4<u32>(p.h));
                 let rowbase = vec4<u32>(src.y) + vec4<u32>(ih) * p.w;
-                let k0 = ((ci * kt + dt) * kh + dh) * kw;
-                for (var dw = 0u; dw < kw; dw++) {
+                let k0 = ((ci * p.kt + dt) * p.kh + dh) * p.kw;
+                for (var dw = 0u; dw < p.kw; dw++) {
                     let xv = gather(src, rowbase, rowok, t.iw0 + vec4<i32>(i32(dw * p.dil_w)));
                     let k = k0 + dw;
                     for (var c = 0u; c < CO_B; c++) {
@@ -256,7 +258,9 @@ fn conv_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     let q = (g % p.tiles) * WG + lid;
     let oh = q / quads;
     let ow0 = (q - oh * quads) * 4u;
-    let live = oh < p.ho;
+    if (oh >= p.ho) {
+        return;
+    }
     let ih0 = i32(oh * p.sh) - i32(p.pad_top);
     let iw0 = i32(ow0) - i32(p.pad_left);
     let taps = p.kt * p.kh * p.kw;
@@ -276,7 +280,7 @@ fn conv_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
             }
             for (var dh = 0u; dh < p.kh; dh++) {
                 let ih = ih0 + i32(dh * p.dil_h);
-                let rowok = live && u32(ih) < p.h;
+                let rowok = u32(ih) < p.h;
                 let rowbase = src.y + u32(ih) * p.w;
                 var xv = vec4<f32>(load1(src, rowbase, rowok, iw0), load1(src, rowbase, rowok, iw0 + 1),
                                    load1(src, rowbase, rowok, iw0 + 2), load1(src, rowbase, rowok, iw0 + 3));
@@ -291,9 +295,6 @@ fn conv_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
                 }
             }
         }
-    }
-    if (!live) {
-        return;
     }
     for (var c = 0u; c < CO_B; c++) {
         let co = co0 + c;

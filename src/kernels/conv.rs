@@ -57,6 +57,15 @@ pub enum Kernel {
 }
 
 impl Kernel {
+    /// Bytes of the uniform `Params` the launcher writes for this kernel (the tests compare it with the WGSL).
+    pub fn params_bytes(self) -> usize {
+        match self {
+            Self::Conv | Self::ConvRows | Self::ConvGrouped => implicit::PARAMS_BYTES,
+            Self::ConvTranspose | Self::ConvTransposeGrouped => transpose::PARAMS_BYTES,
+            Self::Copy => copy::PARAMS_BYTES,
+        }
+    }
+
     pub const ALL: [Kernel; 6] = [
         Self::Conv,
         Self::ConvRows,
@@ -303,7 +312,8 @@ impl Default for Conv3dArgs<'_> {
 #[derive(Clone, Copy, Debug)]
 pub struct Conv2dArgs<'a> {
     pub bias: Option<&'a GpuTensor>,
-    /// Zero padding per side: (top, bottom, left, right). LTX's `CausalConv2d` on (time, freq) is (2, 0, 1, 1).
+    /// Zero padding per side: (top, bottom, left, right). LTX's `CausalConv2d` on (time, freq) is (2, 0, 1, 1);
+    /// Wan's encoder downsampler (`ZeroPad2d((0, 1, 0, 1))` then stride 2) is (0, 1, 0, 1).
     pub padding: [usize; 4],
     /// (rows, columns).
     pub stride: [usize; 2],
@@ -379,7 +389,8 @@ pub fn causal_conv3d(
                     OP,
                     "cache",
                     format!(
-                        "x's shape with at most {} frames (the causal time padding)",
+                        "{:?} with T replaced by at most {} cached frames (the causal time padding)",
+                        x.shape(),
                         2 * pt
                     ),
                     c,

@@ -5,7 +5,7 @@
 use nava::gpu::{Gpu, GpuTensor};
 use nava::kernels::conv::{
     causal_conv3d, causal_conv3d_next_cache, conv2d, conv2d_per_frame, variants,
-    with_binding_limit, Conv2dArgs, Conv3dArgs,
+    with_binding_limit, Conv2dArgs, Conv3dArgs, Kernel,
 };
 
 use crate::common::{assert_close, rand_vec, test_gpu, Tol};
@@ -190,6 +190,12 @@ fn causal_conv3d_matches_reference() {
         case3d(6, 9, 4, 5, 6, [1, 1, 1]),
         case3d(5, 7, 3, 6, 5, [3, 1, 1]),
         case3d(2, 3, 2, 4, 3, [1, 3, 3]),
+        // Three channel blocks (16 + 16 + 8) over a 22×40 latent tile, K = 540.
+        Conv3dCase {
+            nc: 2,
+            zp: 0,
+            ..case3d(20, 40, 1, 22, 40, [3, 3, 3])
+        },
     ];
     for (i, c) in cases.iter().enumerate() {
         check_conv3d(g, 100 + 10 * i as u64, 1, c, None);
@@ -347,7 +353,7 @@ fn causal_conv3d_rejects_bad_inputs() {
     };
     let e = causal_conv3d(g, &x, &w, &args).unwrap_err().to_string();
     assert!(
-        e.contains("`cache` has shape [2, 3, 4, 5]") && e.contains("at most 2 frames"),
+        e.contains("`cache` has shape [2, 3, 4, 5]; expected [2, 3, 4, 5] with T replaced by at most 2 cached frames"),
         "{e}"
     );
     let x2 = up(g, &[0.0; 10], &[2, 5]);
@@ -531,12 +537,13 @@ fn conv2d_rejects_bad_inputs() {
 // ---------------------------------------------------------------------------------------------------------------
 // Variants and speed.
 
-/// Every variant parses and validates with naga (no adapter needed).
+/// Every variant parses and validates with naga (no adapter needed), and its `Params` has the size of the
+/// struct the launcher writes.
 #[test]
 fn conv_variants_validate() {
     let specs = variants();
-    assert_eq!(specs.len(), 6);
-    for spec in specs {
+    assert_eq!(specs.len(), Kernel::ALL.len());
+    for (spec, kernel) in specs.iter().zip(Kernel::ALL) {
         let src = spec.source();
         let module = naga::front::wgsl::parse_str(&src)
             .unwrap_or_else(|e| panic!("{}: {}", spec.label, e.emit_to_string(&src)));
@@ -546,6 +553,20 @@ fn conv_variants_validate() {
         )
         .validate(&module)
         .unwrap_or_else(|e| panic!("{}: {e:?}", spec.label));
+        let mut layouter = naga::proc::Layouter::default();
+        layouter.update(module.to_ctx()).unwrap();
+        let (params, _) = module
+            .types
+            .iter()
+            .find(|(_, t)| t.name.as_deref() == Some("Params"))
+            .unwrap_or_else(|| panic!("{}: no Params struct", spec.label));
+        assert_eq!(
+            layouter[params].size as usize,
+            kernel.params_bytes(),
+            "{}: WGSL Params vs the launcher's struct",
+            spec.label
+        );
+        assert_eq!(kernel.params_bytes() % 16, 0, "{}", spec.label);
     }
 }
 

@@ -45,6 +45,8 @@ impl Copy6 {
     }
 }
 
+pub(super) const PARAMS_BYTES: usize = std::mem::size_of::<CopyParams>();
+
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
 struct CopyParams {

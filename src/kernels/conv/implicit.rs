@@ -139,6 +139,8 @@ impl Geom {
     }
 }
 
+pub(super) const PARAMS_BYTES: usize = std::mem::size_of::<ConvParams>();
+
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
 struct ConvParams {
@@ -201,6 +203,7 @@ pub(super) fn run_conv(
     let c_item = geom.cin * geom.nc * geom.h * geom.w;
     let y_item = geom.cout * geom.t_out * geom.ho * geom.wo;
     check_u32(op, "x", x_item)?;
+    check_u32(op, "cache", c_item)?;
     check_u32(op, "y", y_item)?;
     check_u32(op, "weight", weight.numel())?;
     let y = g.alloc(&format!("{op} output"), out_shape, DType::F32)?;

@@ -37,6 +37,8 @@ impl Default for ConvTranspose1dArgs<'_> {
     }
 }
 
+pub(super) const PARAMS_BYTES: usize = std::mem::size_of::<ConvTransposeParams>();
+
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
 struct ConvTransposeParams {
