@@ -6,8 +6,10 @@
 // and 4 consecutive columns. The format snippet appended from shaders/common/ provides
 //   fn load_w(kg: u32, n0: u32) -> mat4x4<f32>   // column i = W[n0 .. n0 + 3, 4kg + i]
 //   fn col_scale(n: u32) -> f32                   // per-output-channel factor (fp8), else 1
-// and declares binding 1 (and 5 for block scales). f32 accumulation in every variant.
+// and declares binding 1 (and 5 for block scales). f32 accumulation in every variant; activations x and y are
+// `T`: f32, or f16 in the variants for adapters with SHADER_F16 (bias and gate stay f32).
 
+alias T = f32;
 const TM: u32 = 4u;
 override WG: u32 = 64u;
 
@@ -18,7 +20,7 @@ struct Params {
     k_end: u32,
     n_pad: u32,     // stored weight columns (n rounded up to 4)
     x_ld: u32,      // elements per row of x
-    x_shift: u32,   // word offsets of each tensor inside its binding
+    x_shift: u32,   // offsets of each tensor inside its binding, in elements of its array
     w_shift: u32,
     s_shift: u32,
     y_shift: u32,
@@ -30,10 +32,10 @@ struct Params {
     _pad: u32,
 }
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<T>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read> gate: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<T>;
 @group(0) @binding(6) var<uniform> p: Params;
 
 fn gelu_tanh(v: f32) -> f32 {
@@ -71,7 +73,7 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let wm = load_w(kg, n0);
         for (var r = 0u; r < TM; r++) {
             let i = rows[r] + k;
-            let xv = vec4<f32>(x[i], x[i + 1u], x[i + 2u], x[i + 3u]);
+            let xv = vec4<f32>(f32(x[i]), f32(x[i + 1u]), f32(x[i + 2u]), f32(x[i + 3u]));
             acc[r] += wm * xv;
         }
         kg += 1u;
@@ -84,7 +86,7 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             let i = rows[r] + k_full;
             var xv = vec4<f32>(0.0);
             for (var j = 0u; j < left; j++) {
-                xv[j] = x[i + j];
+                xv[j] = f32(x[i + j]);
             }
             acc[r] += wm * xv;
         }
@@ -103,7 +105,7 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             let yi = p.y_shift + m * p.n + n;
             var v = acc[r][j] * col_scale(n);
             if ((p.flags & 16u) != 0u) {
-                v += y[yi];
+                v += f32(y[yi]);
             }
             if ((p.flags & 1u) != 0u) {
                 v += bias[p.b_shift + n];
@@ -114,9 +116,9 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                 v = silu(v);
             }
             if ((p.flags & 8u) != 0u) {
-                v = y[yi] + v * gate[p.g_shift + m * p.g_ld + n];
+                v = f32(y[yi]) + v * gate[p.g_shift + m * p.g_ld + n];
             }
-            y[yi] = v;
+            y[yi] = T(v);
         }
     }
 }

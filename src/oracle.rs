@@ -179,13 +179,8 @@ fn run_dit(g: &Gpu, dir: &Path, meta: &Value) -> Result<Vec<Comparison>, OracleE
             positions: spk_pos.as_ref().map(|p| p.iter().map(|&v| v as usize).collect()),
         });
         let prepared = dit.prepare_context(g, &context, &context, speakers.as_ref())?;
-        let input = DitInput {
-            video: &video,
-            audio: &audio,
-            t: t[0],
-            first_frame_is_clean: i2v,
-            masking_modality: masking,
-        };
+        let input =
+            DitInput { video: &video, audio: &audio, t: t[0], first_frame_is_clean: i2v, masking_modality: masking };
         let mut traces: BTreeMap<String, GpuTensor> = BTreeMap::new();
         traces.insert("ctx_used".into(), prepared.embedded.clone());
         let mut record = |name: &str, t: &GpuTensor| {

@@ -7,7 +7,9 @@ use nava::model::dit::{DitConfig, PREFIX};
 use nava::weights::{check_keys, Checkpoint};
 
 fn oracle_root() -> PathBuf {
-    std::env::var_os("NAVA_ORACLES").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oracles"))
+    std::env::var_os("NAVA_ORACLES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oracles"))
 }
 
 fn dit_cases() -> Vec<PathBuf> {
@@ -49,12 +51,15 @@ fn nava_6b_key_table_matches_the_official_checkpoint() {
 #[test]
 fn case_weights_match_their_config_and_mismatches_are_named() {
     for dir in dit_cases() {
-        let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
+        let meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
         let config: DitConfig = serde_json::from_value(meta["config"].clone()).unwrap();
         let ck = Checkpoint::open(&dir.join("weights.safetensors")).unwrap();
         check_keys(&ck, &config.key_table(PREFIX), "hint").unwrap();
         // The same file against the full-size table: every shape differs, nothing is missing.
-        let e = check_keys(&ck, &DitConfig::nava_6b().key_table(PREFIX), "is this the tiny model?").unwrap_err().to_string();
+        let e = check_keys(&ck, &DitConfig::nava_6b().key_table(PREFIX), "is this the tiny model?")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("with another shape") && e.contains("is this the tiny model?"), "{e}");
         assert!(e.contains("backbone.double_blocks.2.") || e.contains("missing"), "{e}");
     }

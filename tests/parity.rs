@@ -48,7 +48,9 @@ fn every_implemented_oracle_case_passes() {
                     failures.push(format!("{}: nothing was compared", dir.display()));
                 }
             }
-            Err(OracleError::NotImplemented { kind, .. }) => println!("skipped {}: `{kind}` not implemented yet", dir.display()),
+            Err(OracleError::NotImplemented { kind, .. }) => {
+                println!("skipped {}: `{kind}` not implemented yet", dir.display())
+            }
             Err(e) => failures.push(e.to_string()),
         }
     }

@@ -14,7 +14,11 @@ pub fn run(opts: &GpuOptions, dirs: &[PathBuf]) -> Result<(), Box<dyn std::error
         } else {
             let inner = case_dirs(d);
             if inner.is_empty() {
-                return Err(format!("{}: no meta.json here or in its subfolders: not an oracle case folder", d.display()).into());
+                return Err(format!(
+                    "{}: no meta.json here or in its subfolders: not an oracle case folder",
+                    d.display()
+                )
+                .into());
             }
             cases.extend(inner);
         }

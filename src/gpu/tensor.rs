@@ -130,7 +130,8 @@ impl GpuTensor {
         let start = self.offset + start;
         let align = align.max(self.buf.align).max(4);
         let base = start / align * align;
-        let end = (start + len).min(self.buf.size).max(base + 4);
+        // Binding sizes are whole words (a view of f16 data may end mid-word).
+        let end = (start + len).div_ceil(4).saturating_mul(4).min(self.buf.size).max(base + 4);
         Binding { buf: self.buf.clone(), offset: base, size: end - base, word_shift: ((start - base) / 4) as u32 }
     }
 }

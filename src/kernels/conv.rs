@@ -27,10 +27,7 @@ use implicit::{run_conv, Geom};
 pub use copy::{causal_conv3d_next_cache, patchify, permute, unpatchify, upsample_nearest2x};
 pub use transpose::{conv_transpose1d, ConvTranspose1dArgs};
 
-pub static FAMILY: Family = Family {
-    name: "conv",
-    source: include_str!("../../shaders/conv.wgsl"),
-};
+pub static FAMILY: Family = Family { name: "conv", source: include_str!("../../shaders/conv.wgsl") };
 
 /// Output positions per invocation (`PX` in the shaders).
 const PX: usize = 4;
@@ -66,14 +63,8 @@ impl Kernel {
         }
     }
 
-    pub const ALL: [Kernel; 6] = [
-        Self::Conv,
-        Self::ConvRows,
-        Self::ConvGrouped,
-        Self::ConvTranspose,
-        Self::ConvTransposeGrouped,
-        Self::Copy,
-    ];
+    pub const ALL: [Kernel; 6] =
+        [Self::Conv, Self::ConvRows, Self::ConvGrouped, Self::ConvTranspose, Self::ConvTransposeGrouped, Self::Copy];
 }
 
 /// Pipeline-cache key of one variant; label `conv.conv_rows.t64`, `conv_copy.copy.t64`, ….
@@ -88,44 +79,25 @@ impl Variant {
         use Access::*;
         let spec = match self.kernel {
             Kernel::Conv => Spec::new(&FAMILY, "conv", &[Read, Read, Read, Read, ReadWrite]),
-            Kernel::ConvRows => {
-                Spec::new(&FAMILY, "conv_rows", &[Read, Read, Read, Read, ReadWrite])
+            Kernel::ConvRows => Spec::new(&FAMILY, "conv_rows", &[Read, Read, Read, Read, ReadWrite]),
+            Kernel::ConvGrouped => Spec::new(&FAMILY, "conv_grouped", &[Read, Read, Read, Read, ReadWrite]),
+            Kernel::ConvTranspose => Spec::new(&transpose::FAMILY, "conv_transpose", &[Read, Read, Read, ReadWrite]),
+            Kernel::ConvTransposeGrouped => {
+                Spec::new(&transpose::FAMILY, "conv_transpose_grouped", &[Read, Read, Read, ReadWrite])
             }
-            Kernel::ConvGrouped => Spec::new(
-                &FAMILY,
-                "conv_grouped",
-                &[Read, Read, Read, Read, ReadWrite],
-            ),
-            Kernel::ConvTranspose => Spec::new(
-                &transpose::FAMILY,
-                "conv_transpose",
-                &[Read, Read, Read, ReadWrite],
-            ),
-            Kernel::ConvTransposeGrouped => Spec::new(
-                &transpose::FAMILY,
-                "conv_transpose_grouped",
-                &[Read, Read, Read, ReadWrite],
-            ),
             Kernel::Copy => Spec::new(&copy::FAMILY, "copy", &[Read, ReadWrite]),
         };
-        spec.tag(&format!("t{}", self.wg))
-            .constant("WG", self.wg as f64)
+        spec.tag(&format!("t{}", self.wg)).constant("WG", self.wg as f64)
     }
 
     fn pick(g: &Gpu, kernel: Kernel) -> Self {
-        Self {
-            kernel,
-            wg: 64.min(g.limits.max_compute_invocations_per_workgroup),
-        }
+        Self { kernel, wg: 64.min(g.limits.max_compute_invocations_per_workgroup) }
     }
 }
 
 /// Every variant, for the validation test.
 pub fn variants() -> Vec<Spec> {
-    Kernel::ALL
-        .iter()
-        .map(|&kernel| Variant { kernel, wg: 64 }.spec())
-        .collect()
+    Kernel::ALL.iter().map(|&kernel| Variant { kernel, wg: 64 }.spec()).collect()
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -146,9 +118,7 @@ pub fn with_binding_limit<R>(bytes: u64, f: impl FnOnce() -> R) -> R {
 
 /// Bytes one binding may hold.
 fn limit_bytes(g: &Gpu) -> u64 {
-    BINDING_LIMIT
-        .get()
-        .map_or(g.max_binding(), |l| l.min(g.max_binding()))
+    BINDING_LIMIT.get().map_or(g.max_binding(), |l| l.min(g.max_binding()))
 }
 
 /// Elements one window may span: a window starts up to `align` bytes before the data it covers.
@@ -178,17 +148,9 @@ struct Win {
 
 fn win(g: &Gpu, t: &GpuTensor, base: usize, start: usize, end: usize) -> Win {
     let len = end.saturating_sub(start).max(1);
-    let binding = t.window(
-        ((base + start) * 4) as u64,
-        (len * 4) as u64,
-        g.binding_align(),
-    );
+    let binding = t.window(((base + start) * 4) as u64, (len * 4) as u64, g.binding_align());
     let safe = binding.word_shift;
-    Win {
-        off: safe.wrapping_sub(start as u32),
-        safe,
-        binding,
-    }
+    Win { off: safe.wrapping_sub(start as u32), safe, binding }
 }
 
 /// Largest `n` in `[1, max]` with `ok(n)`, for a predicate that holds below some bound; `None` if `ok(1)` fails.
@@ -212,10 +174,7 @@ fn largest(max: usize, ok: impl Fn(usize) -> bool) -> Option<usize> {
 fn grid(g: &Gpu, op: &'static str, n: usize) -> Result<[u32; 3], KernelError> {
     let max = g.limits.max_compute_workgroups_per_dimension;
     if n as u64 > max as u64 * max as u64 {
-        return Err(KernelError::Unsupported {
-            op,
-            what: format!("{n} workgroups in one launch"),
-        });
+        return Err(KernelError::Unsupported { op, what: format!("{n} workgroups in one launch") });
     }
     let [x, y] = spread(n as u32, max);
     Ok([x, y, 1])
@@ -236,18 +195,8 @@ fn check_f32(op: &'static str, name: &'static str, t: &GpuTensor) -> Result<(), 
     t.expect_dtype(op, name, DType::F32)
 }
 
-fn shape_err(
-    op: &'static str,
-    tensor: &'static str,
-    expected: String,
-    t: &GpuTensor,
-) -> KernelError {
-    KernelError::Shape {
-        op,
-        tensor,
-        expected,
-        found: t.shape().to_vec(),
-    }
+fn shape_err(op: &'static str, tensor: &'static str, expected: String, t: &GpuTensor) -> KernelError {
+    KernelError::Shape { op, tensor, expected, found: t.shape().to_vec() }
 }
 
 /// `(n − eff)/s + 1` for a padded length `n`, or an error when the kernel does not fit.
@@ -263,9 +212,7 @@ fn out_len(
     if padded < eff {
         return Err(KernelError::Unsupported {
             op,
-            what: format!(
-                "the padded {what} ({padded}) is shorter than the kernel's reach ({eff}): no output"
-            ),
+            what: format!("the padded {what} ({padded}) is shorter than the kernel's reach ({eff}): no output"),
         });
     }
     Ok((padded - eff) / stride + 1)
@@ -273,10 +220,7 @@ fn out_len(
 
 fn check_nonzero(op: &'static str, what: &str, v: &[usize]) -> Result<(), KernelError> {
     if v.contains(&0) {
-        return Err(KernelError::Unsupported {
-            op,
-            what: format!("{what} {v:?} must be at least 1"),
-        });
+        return Err(KernelError::Unsupported { op, what: format!("{what} {v:?} must be at least 1") });
     }
     Ok(())
 }
@@ -299,12 +243,7 @@ pub struct Conv3dArgs<'a> {
 
 impl Default for Conv3dArgs<'_> {
     fn default() -> Self {
-        Self {
-            bias: None,
-            padding: [0; 3],
-            stride: [1, 1],
-            cache: None,
-        }
+        Self { bias: None, padding: [0; 3], stride: [1, 1], cache: None }
     }
 }
 
@@ -322,12 +261,7 @@ pub struct Conv2dArgs<'a> {
 
 impl Default for Conv2dArgs<'_> {
     fn default() -> Self {
-        Self {
-            bias: None,
-            padding: [0; 4],
-            stride: [1, 1],
-            dilation: [1, 1],
-        }
+        Self { bias: None, padding: [0; 4], stride: [1, 1], dilation: [1, 1] }
     }
 }
 
@@ -344,35 +278,18 @@ pub struct Conv1dArgs<'a> {
 
 impl Default for Conv1dArgs<'_> {
     fn default() -> Self {
-        Self {
-            bias: None,
-            stride: 1,
-            padding: [0, 0],
-            dilation: 1,
-            groups: 1,
-        }
+        Self { bias: None, stride: 1, padding: [0, 0], dilation: 1, groups: 1 }
     }
 }
 
 /// Causal 3-D convolution: x `[Cin, T, H, W]` or `[B, Cin, T, H, W]`, weight `[Cout, Cin, kt, kh, kw]`
 /// → `[(B,) Cout, T + 2·pt − kt + 1, Ho, Wo]`, Ho = (H + 2·ph − kh)/sh + 1.
-pub fn causal_conv3d(
-    g: &Gpu,
-    x: &GpuTensor,
-    weight: &GpuTensor,
-    args: &Conv3dArgs,
-) -> Result<GpuTensor, KernelError> {
+pub fn causal_conv3d(g: &Gpu, x: &GpuTensor, weight: &GpuTensor, args: &Conv3dArgs) -> Result<GpuTensor, KernelError> {
     const OP: &str = "causal_conv3d";
-    let (batch, [cin, t_in, h, w]) =
-        split_batch::<4>(OP, "x", x, "[Cin, T, H, W] or [B, Cin, T, H, W]")?;
+    let (batch, [cin, t_in, h, w]) = split_batch::<4>(OP, "x", x, "[Cin, T, H, W] or [B, Cin, T, H, W]")?;
     let [cout, cin_w, kt, kh, kw] = weight.dims::<5>(OP, "weight")?;
     if cin_w != cin {
-        return Err(shape_err(
-            OP,
-            "weight",
-            format!("[Cout, {cin}, kt, kh, kw] (x has {cin} channels)"),
-            weight,
-        ));
+        return Err(shape_err(OP, "weight", format!("[Cout, {cin}, kt, kh, kw] (x has {cin} channels)"), weight));
     }
     check_nonzero(OP, "kernel size", &[kt, kh, kw])?;
     check_nonzero(OP, "stride", &args.stride)?;
@@ -431,12 +348,7 @@ pub fn causal_conv3d(
 }
 
 /// 2-D convolution: x `[Cin, H, W]` or `[B, Cin, H, W]`, weight `[Cout, Cin, kh, kw]`.
-pub fn conv2d(
-    g: &Gpu,
-    x: &GpuTensor,
-    weight: &GpuTensor,
-    args: &Conv2dArgs,
-) -> Result<GpuTensor, KernelError> {
+pub fn conv2d(g: &Gpu, x: &GpuTensor, weight: &GpuTensor, args: &Conv2dArgs) -> Result<GpuTensor, KernelError> {
     const OP: &str = "conv2d";
     let (batch, [cin, h, w]) = split_batch::<3>(OP, "x", x, "[Cin, H, W] or [B, Cin, H, W]")?;
     conv2d_frames(g, OP, x, weight, args, batch, cin, 1, h, w, false)
@@ -451,8 +363,7 @@ pub fn conv2d_per_frame(
     args: &Conv2dArgs,
 ) -> Result<GpuTensor, KernelError> {
     const OP: &str = "conv2d_per_frame";
-    let (batch, [cin, t, h, w]) =
-        split_batch::<4>(OP, "x", x, "[Cin, T, H, W] or [B, Cin, T, H, W]")?;
+    let (batch, [cin, t, h, w]) = split_batch::<4>(OP, "x", x, "[Cin, T, H, W] or [B, Cin, T, H, W]")?;
     conv2d_frames(g, OP, x, weight, args, batch, cin, t, h, w, true)
 }
 
@@ -472,12 +383,7 @@ fn conv2d_frames(
 ) -> Result<GpuTensor, KernelError> {
     let [cout, cin_w, kh, kw] = weight.dims::<4>(op, "weight")?;
     if cin_w != cin {
-        return Err(shape_err(
-            op,
-            "weight",
-            format!("[Cout, {cin}, kh, kw] (x has {cin} channels)"),
-            weight,
-        ));
+        return Err(shape_err(op, "weight", format!("[Cout, {cin}, kh, kw] (x has {cin} channels)"), weight));
     }
     check_nonzero(op, "kernel size", &[kh, kw])?;
     check_nonzero(op, "stride", &args.stride)?;
@@ -521,12 +427,7 @@ fn conv2d_frames(
 
 /// 1-D convolution: x `[Cin, T]` or `[B, Cin, T]`, weight `[Cout, Cin/groups, k]`
 /// → `[(B,) Cout, (T + l + r − dilation·(k − 1) − 1)/stride + 1]`.
-pub fn conv1d(
-    g: &Gpu,
-    x: &GpuTensor,
-    weight: &GpuTensor,
-    args: &Conv1dArgs,
-) -> Result<GpuTensor, KernelError> {
+pub fn conv1d(g: &Gpu, x: &GpuTensor, weight: &GpuTensor, args: &Conv1dArgs) -> Result<GpuTensor, KernelError> {
     const OP: &str = "conv1d";
     let (batch, [cin, t]) = split_batch::<2>(OP, "x", x, "[Cin, T] or [B, Cin, T]")?;
     let [cout, cin_g, k] = weight.dims::<3>(OP, "weight")?;
@@ -535,33 +436,21 @@ pub fn conv1d(
     if cin % groups != 0 || cout % groups != 0 {
         return Err(KernelError::Unsupported {
             op: OP,
-            what: format!(
-                "groups = {groups} must divide the input ({cin}) and output ({cout}) channels"
-            ),
+            what: format!("groups = {groups} must divide the input ({cin}) and output ({cout}) channels"),
         });
     }
     if cin_g != cin / groups {
         return Err(shape_err(
             OP,
             "weight",
-            format!(
-                "[Cout, {}, k] (x has {cin} channels in {groups} groups)",
-                cin / groups
-            ),
+            format!("[Cout, {}, k] (x has {cin} channels in {groups} groups)", cin / groups),
             weight,
         ));
     }
     check_nonzero(OP, "kernel size", &[k])?;
     check_nonzero(OP, "stride and dilation", &[args.stride, args.dilation])?;
     let [left, right] = args.padding;
-    let lo = out_len(
-        OP,
-        "length",
-        t + left + right,
-        k,
-        args.dilation,
-        args.stride,
-    )?;
+    let lo = out_len(OP, "length", t + left + right, k, args.dilation, args.stride)?;
     let geom = Geom {
         cin,
         cout,
@@ -606,12 +495,7 @@ fn split_batch<const N: usize>(
     };
     let dims: [usize; N] = dims.try_into().expect("length checked above");
     if dims.contains(&0) || batch == 0 {
-        return Err(shape_err(
-            op,
-            name,
-            format!("{expected}, none of them 0"),
-            x,
-        ));
+        return Err(shape_err(op, name, format!("{expected}, none of them 0"), x));
     }
     Ok((batch, dims))
 }

@@ -382,52 +382,67 @@ const ACCUMULATE: u32 = 16;
 pub struct Variant {
     pub format: WeightFormat,
     pub wg: u32,
+    /// Activations (x, y) in f16; needs SHADER_F16.
+    pub f16: bool,
 }
 
 impl Variant {
     pub fn spec(self) -> Spec {
         use Access::*;
-        Spec::new(&FAMILY, "gemm", &[Read, Read, Read, Read, ReadWrite, Read])
-            .tag(self.format.name())
-            .tag(&format!("t{}", self.wg))
-            .snippet(self.format.snippet())
-            .constant("WG", self.wg as f64)
+        let s = Spec::new(&FAMILY, "gemm", &[Read, Read, Read, Read, ReadWrite, Read]).tag(self.format.name());
+        let s = if self.f16 { s.f16().tag("f16act") } else { s };
+        s.tag(&format!("t{}", self.wg)).snippet(self.format.snippet()).constant("WG", self.wg as f64)
     }
 
-    fn pick(g: &Gpu, format: WeightFormat) -> Self {
-        Self { format, wg: 64.min(g.limits.max_compute_invocations_per_workgroup) }
+    fn pick(g: &Gpu, format: WeightFormat, f16: bool) -> Self {
+        Self { format, wg: 64.min(g.limits.max_compute_invocations_per_workgroup), f16 }
     }
 }
 
 /// The variant used for each weight format on this device.
 pub fn selected(g: &Gpu) -> Vec<String> {
-    WeightFormat::ALL.iter().map(|&f| Variant::pick(g, f).spec().label).collect()
+    let mut v: Vec<String> = WeightFormat::ALL.iter().map(|&f| Variant::pick(g, f, false).spec().label).collect();
+    if g.caps.shader_f16 {
+        v.extend(WeightFormat::ALL.iter().map(|&f| Variant::pick(g, f, true).spec().label));
+    }
+    v
 }
 
 /// Every variant, for the validation test.
 pub fn variants() -> Vec<Spec> {
-    WeightFormat::ALL.iter().map(|&format| Variant { format, wg: 64 }.spec()).collect()
+    [false, true]
+        .into_iter()
+        .flat_map(|f16| WeightFormat::ALL.iter().map(move |&format| Variant { format, wg: 64, f16 }.spec()))
+        .collect()
 }
 
 /// `y = epilogue(x·Wᵀ)`; x is `[.., k]` (leading dims are rows), y is `[.., n]`.
 pub fn gemm(g: &Gpu, x: &GpuTensor, w: &Weight, epi: Epilogue) -> Result<GpuTensor, KernelError> {
-    let (rows, out_shape) = check(x, w, epi.bias)?;
-    let y = g.alloc("gemm output", &out_shape, DType::F32)?;
+    let (rows, out_shape) = check(g, x, w, epi.bias)?;
+    let y = g.alloc("gemm output", &out_shape, x.dtype())?;
     run(g, x, w, &y, rows, epi, Mode::Write)?;
     Ok(y)
 }
 
 /// `y = epilogue(x·Wᵀ)` written into `y` (which may be a row view of a larger tensor).
 pub fn gemm_into(g: &Gpu, x: &GpuTensor, w: &Weight, epi: Epilogue, y: &GpuTensor) -> Result<(), KernelError> {
-    let (rows, out_shape) = check(x, w, epi.bias)?;
+    let (rows, out_shape) = check(g, x, w, epi.bias)?;
     y.expect("gemm_into", "y", &out_shape)?;
+    y.expect_dtype("gemm_into", "y", x.dtype())?;
     run(g, x, w, y, rows, epi, Mode::Write)
 }
 
 /// `y += x·Wᵀ + bias`: a residual add without a gate (the text cross-attention output).
-pub fn gemm_add(g: &Gpu, x: &GpuTensor, w: &Weight, bias: Option<&GpuTensor>, y: &GpuTensor) -> Result<(), KernelError> {
-    let (rows, out_shape) = check(x, w, bias)?;
+pub fn gemm_add(
+    g: &Gpu,
+    x: &GpuTensor,
+    w: &Weight,
+    bias: Option<&GpuTensor>,
+    y: &GpuTensor,
+) -> Result<(), KernelError> {
+    let (rows, out_shape) = check(g, x, w, bias)?;
     y.expect("gemm_add", "y", &out_shape)?;
+    y.expect_dtype("gemm_add", "y", x.dtype())?;
     run(g, x, w, y, rows, Epilogue { bias, act: Act::None }, Mode::Add)
 }
 
@@ -441,8 +456,9 @@ pub fn gemm_gated_add(
     gate: &GpuTensor,
     y: &GpuTensor,
 ) -> Result<(), KernelError> {
-    let (rows, out_shape) = check(x, w, bias)?;
+    let (rows, out_shape) = check(g, x, w, bias)?;
     y.expect("gemm_gated_add", "y", &out_shape)?;
+    y.expect_dtype("gemm_gated_add", "y", x.dtype())?;
     let g_ld = if gate.numel() == w.n {
         0
     } else if gate.numel() == rows * w.n {
@@ -458,9 +474,12 @@ pub fn gemm_gated_add(
     run(g, x, w, y, rows, Epilogue { bias, act: Act::None }, Mode::GatedAdd(gate, g_ld))
 }
 
-fn check(x: &GpuTensor, w: &Weight, bias: Option<&GpuTensor>) -> Result<(usize, Vec<usize>), KernelError> {
+fn check(g: &Gpu, x: &GpuTensor, w: &Weight, bias: Option<&GpuTensor>) -> Result<(usize, Vec<usize>), KernelError> {
     const OP: &str = "gemm";
-    x.expect_dtype(OP, "x", DType::F32)?;
+    if !(x.dtype() == DType::F32 || (x.dtype() == DType::F16 && g.caps.shader_f16)) {
+        let expected = if g.caps.shader_f16 { "f32 or f16" } else { "f32 (this adapter has no shader-f16)" };
+        return Err(KernelError::DType { op: OP, tensor: "x", expected, found: x.dtype().name() });
+    }
     let shape = x.shape();
     if shape.last() != Some(&w.k) {
         return Err(KernelError::Shape {
@@ -477,6 +496,11 @@ fn check(x: &GpuTensor, w: &Weight, bias: Option<&GpuTensor>) -> Result<(usize, 
     let mut out = shape.to_vec();
     *out.last_mut().expect("x has at least one dim") = w.n;
     Ok((rows, out))
+}
+
+/// Offset of a window's first element in elements of `esz` bytes (f16 windows may start mid-word).
+fn elem_shift(t: &GpuTensor, b: &crate::gpu::Binding, start: usize, esz: usize) -> u32 {
+    ((t.offset() + start as u64 - b.offset) / esz as u64) as u32
 }
 
 /// How the result meets what `y` holds: overwrite, add, or add through a gate (with the gate's row length, 0 for
@@ -504,7 +528,9 @@ fn run(
     if rows == 0 || w.n == 0 {
         return Ok(());
     }
-    let variant = Variant::pick(g, w.format);
+    let f16 = x.dtype() == DType::F16;
+    let esz = if f16 { 2 } else { 4 };
+    let variant = Variant::pick(g, w.format, f16);
     let pipe = g.pipeline(&variant.spec())?;
     let max = g.max_binding();
     let align = g.binding_align();
@@ -537,8 +563,10 @@ fn run(
     let max_groups = g.limits.max_compute_workgroups_per_dimension;
     for m0 in (0..rows).step_by(max_rows) {
         let mc = max_rows.min(rows - m0);
-        let xb = x.window((m0 * k * 4) as u64, (mc * k * 4) as u64, align);
-        let yb = y.window((m0 * n * 4) as u64, (mc * n * 4) as u64, align);
+        let xb = x.window((m0 * k * esz) as u64, (mc * k * esz) as u64, align);
+        let yb = y.window((m0 * n * esz) as u64, (mc * n * esz) as u64, align);
+        let x_shift = elem_shift(x, &xb, m0 * k * esz, esz);
+        let y_shift = elem_shift(y, &yb, m0 * n * esz, esz);
         let (gb, g_shift, g_ld) = match gate {
             Some((t, 0)) => {
                 let b = t.binding();
@@ -599,10 +627,10 @@ fn run(
                 k_end: k1 as u32,
                 n_pad: n_pad as u32,
                 x_ld: k as u32,
-                x_shift: xb.word_shift,
+                x_shift,
                 w_shift: wb.word_shift,
                 s_shift,
-                y_shift: yb.word_shift,
+                y_shift,
                 b_shift,
                 g_shift,
                 g_ld,

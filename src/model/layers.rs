@@ -14,12 +14,25 @@ pub struct Linear {
 }
 
 impl Linear {
-    pub fn load(g: &Gpu, s: Scope, name: &str, out: usize, inp: usize, format: WeightFormat) -> Result<Self, ModelError> {
+    pub fn load(
+        g: &Gpu,
+        s: Scope,
+        name: &str,
+        out: usize,
+        inp: usize,
+        format: WeightFormat,
+    ) -> Result<Self, ModelError> {
         Self::load_shaped(g, s, name, &[out, inp], format)
     }
 
     /// A weight with trailing kernel dims (a convolution used as a GEMM over its flattened input).
-    pub fn load_shaped(g: &Gpu, s: Scope, name: &str, shape: &[usize], format: WeightFormat) -> Result<Self, ModelError> {
+    pub fn load_shaped(
+        g: &Gpu,
+        s: Scope,
+        name: &str,
+        shape: &[usize],
+        format: WeightFormat,
+    ) -> Result<Self, ModelError> {
         let w = s.weight(g, &format!("{name}.weight"), shape, format)?;
         let bias = format!("{name}.bias");
         let b = if s.has(&bias) { Some(s.tensor(g, &bias, &shape[..1])?) } else { None };

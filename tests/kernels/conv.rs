@@ -4,8 +4,8 @@
 
 use nava::gpu::{Gpu, GpuTensor};
 use nava::kernels::conv::{
-    causal_conv3d, causal_conv3d_next_cache, conv2d, conv2d_per_frame, variants,
-    with_binding_limit, Conv2dArgs, Conv3dArgs, Kernel,
+    causal_conv3d, causal_conv3d_next_cache, conv2d, conv2d_per_frame, variants, with_binding_limit, Conv2dArgs,
+    Conv3dArgs, Kernel,
 };
 
 use crate::common::{assert_close, rand_vec, test_gpu, Tol};
@@ -14,10 +14,7 @@ mod movement;
 mod one_d;
 
 /// Conv accumulations of a few hundred terms in f32.
-pub(crate) const TOL: Tol = Tol {
-    abs: 2e-5,
-    rel: 2e-5,
-};
+pub(crate) const TOL: Tol = Tol { abs: 2e-5, rel: 2e-5 };
 
 pub(crate) fn up(g: &Gpu, v: &[f32], shape: &[usize]) -> GpuTensor {
     g.upload_f32("test input", v, shape).unwrap()
@@ -86,21 +83,18 @@ impl Conv3dCase {
                             for dt in 0..kt {
                                 let Some(f) = frame(ci, t + dt) else { continue };
                                 for dh in 0..kh {
-                                    let ih = (oh * self.stride[0] + dh * self.dil[0]) as isize
-                                        - self.pad[0] as isize;
+                                    let ih = (oh * self.stride[0] + dh * self.dil[0]) as isize - self.pad[0] as isize;
                                     if ih < 0 || ih >= h as isize {
                                         continue;
                                     }
                                     for dw in 0..kw {
-                                        let iw = (ow * self.stride[1] + dw * self.dil[1]) as isize
-                                            - self.pad[2] as isize;
+                                        let iw =
+                                            (ow * self.stride[1] + dw * self.dil[1]) as isize - self.pad[2] as isize;
                                         if iw < 0 || iw >= w as isize {
                                             continue;
                                         }
-                                        let wi =
-                                            (((co * self.cin + ci) * kt + dt) * kh + dh) * kw + dw;
-                                        s +=
-                                            wt[wi] as f64 * f[ih as usize * w + iw as usize] as f64;
+                                        let wi = (((co * self.cin + ci) * kt + dt) * kh + dh) * kw + dw;
+                                        s += wt[wi] as f64 * f[ih as usize * w + iw as usize] as f64;
                                     }
                                 }
                             }
@@ -131,12 +125,7 @@ fn check_conv3d(g: &Gpu, seed: u64, batch: usize, c: &Conv3dCase, limit: Option<
     let ct = (c.nc > 0).then(|| up(g, &cache, &shape(c.cin, c.nc)));
     let wtt = up(g, &wt, &[c.cout, c.cin, kt, kh, kw]);
     let bt = up(g, &b, &[c.cout]);
-    let args = Conv3dArgs {
-        bias: Some(&bt),
-        padding: [pt, c.pad[0], c.pad[2]],
-        stride: c.stride,
-        cache: ct.as_ref(),
-    };
+    let args = Conv3dArgs { bias: Some(&bt), padding: [pt, c.pad[0], c.pad[2]], stride: c.stride, cache: ct.as_ref() };
     let run = || causal_conv3d(g, &xt, &wtt, &args).unwrap();
     let y = match limit {
         Some(l) => with_binding_limit(l, run),
@@ -191,11 +180,7 @@ fn causal_conv3d_matches_reference() {
         case3d(5, 7, 3, 6, 5, [3, 1, 1]),
         case3d(2, 3, 2, 4, 3, [1, 3, 3]),
         // Three channel blocks (16 + 16 + 8) over a 22×40 latent tile, K = 540.
-        Conv3dCase {
-            nc: 2,
-            zp: 0,
-            ..case3d(20, 40, 1, 22, 40, [3, 3, 3])
-        },
+        Conv3dCase { nc: 2, zp: 0, ..case3d(20, 40, 1, 22, 40, [3, 3, 3]) },
     ];
     for (i, c) in cases.iter().enumerate() {
         check_conv3d(g, 100 + 10 * i as u64, 1, c, None);
@@ -247,16 +232,10 @@ fn causal_conv3d_split_bindings() {
     }
     let x = up(g, &[0.0; 11 * 6 * 42], &[11, 6, 6, 7]);
     let w = up(g, &[0.0; 19 * 11 * 27], &[19, 11, 3, 3, 3]);
-    let args = Conv3dArgs {
-        padding: [1, 1, 1],
-        ..Default::default()
-    };
-    let e = with_binding_limit(align + 4 * 100, || causal_conv3d(g, &x, &w, &args))
-        .unwrap_err()
-        .to_string();
+    let args = Conv3dArgs { padding: [1, 1, 1], ..Default::default() };
+    let e = with_binding_limit(align + 4 * 100, || causal_conv3d(g, &x, &w, &args)).unwrap_err().to_string();
     assert!(
-        e.contains("causal_conv3d: one output frame of one channel reads 504 bytes")
-            && e.contains("400 bytes"),
+        e.contains("causal_conv3d: one output frame of one channel reads 504 bytes") && e.contains("400 bytes"),
         "{e}"
     );
 }
@@ -272,29 +251,17 @@ fn causal_conv3d_cache_continuity() {
         let b = rand_vec(602, cout);
         let wtt = up(g, &wt, &[cout, cin, k[0], k[1], k[2]]);
         let bt = up(g, &b, &[cout]);
-        let args = Conv3dArgs {
-            bias: Some(&bt),
-            padding: pad,
-            stride: [1, 1],
-            cache: None,
-        };
-        let whole = read(
-            g,
-            &causal_conv3d(g, &up(g, &x, &[cin, t, h, w]), &wtt, &args).unwrap(),
-        );
+        let args = Conv3dArgs { bias: Some(&bt), padding: pad, stride: [1, 1], cache: None };
+        let whole = read(g, &causal_conv3d(g, &up(g, &x, &[cin, t, h, w]), &wtt, &args).unwrap());
         // Chunks of 1, 2, 1, 2 frames, like Wan's first chunk followed by longer ones.
         let mut cache: Option<GpuTensor> = None;
         let mut got = vec![Vec::new(); cout];
         let mut f0 = 0;
         for n in [1, 2, 1, 2] {
-            let chunk: Vec<f32> = (0..cin)
-                .flat_map(|c| x[(c * t + f0) * h * w..(c * t + f0 + n) * h * w].to_vec())
-                .collect();
+            let chunk: Vec<f32> =
+                (0..cin).flat_map(|c| x[(c * t + f0) * h * w..(c * t + f0 + n) * h * w].to_vec()).collect();
             let xt = up(g, &chunk, &[cin, n, h, w]);
-            let chunk_args = Conv3dArgs {
-                cache: cache.as_ref(),
-                ..args
-            };
+            let chunk_args = Conv3dArgs { cache: cache.as_ref(), ..args };
             let y = causal_conv3d(g, &xt, &wtt, &chunk_args).unwrap();
             assert_eq!(y.shape(), &[cout, n, h, w]);
             let yv = read(g, &y);
@@ -306,12 +273,7 @@ fn causal_conv3d_cache_continuity() {
             cache = Some(next);
             f0 += n;
         }
-        assert_close(
-            &format!("chunked causal_conv3d k{k:?}"),
-            &got.concat(),
-            &whole,
-            TOL,
-        );
+        assert_close(&format!("chunked causal_conv3d k{k:?}"), &got.concat(), &whole, TOL);
     }
 }
 
@@ -320,82 +282,42 @@ fn causal_conv3d_rejects_bad_inputs() {
     let g = test_gpu();
     let x = up(g, &[0.0; 2 * 3 * 4 * 5], &[2, 3, 4, 5]);
     let w_bad_cin = up(g, &[0.0; 4 * 3 * 27], &[4, 3, 3, 3, 3]);
-    let e = causal_conv3d(g, &x, &w_bad_cin, &Conv3dArgs::default())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("causal_conv3d: `weight` has shape [4, 3, 3, 3, 3]")
-            && e.contains("x has 2 channels"),
-        "{e}"
-    );
+    let e = causal_conv3d(g, &x, &w_bad_cin, &Conv3dArgs::default()).unwrap_err().to_string();
+    assert!(e.contains("causal_conv3d: `weight` has shape [4, 3, 3, 3, 3]") && e.contains("x has 2 channels"), "{e}");
     let w_rank = up(g, &[0.0; 4 * 2 * 9], &[4, 2, 3, 3]);
-    let e = causal_conv3d(g, &x, &w_rank, &Conv3dArgs::default())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("`weight` has shape [4, 2, 3, 3]; expected 5 dimensions"),
-        "{e}"
-    );
+    let e = causal_conv3d(g, &x, &w_rank, &Conv3dArgs::default()).unwrap_err().to_string();
+    assert!(e.contains("`weight` has shape [4, 2, 3, 3]; expected 5 dimensions"), "{e}");
     let w = up(g, &[0.0; 4 * 2 * 27], &[4, 2, 3, 3, 3]);
     let b = up(g, &[0.0; 3], &[3]);
-    let args = Conv3dArgs {
-        bias: Some(&b),
-        padding: [1, 1, 1],
-        ..Default::default()
-    };
+    let args = Conv3dArgs { bias: Some(&b), padding: [1, 1, 1], ..Default::default() };
     let e = causal_conv3d(g, &x, &w, &args).unwrap_err().to_string();
     assert!(e.contains("`bias` has shape [3]; expected [4]"), "{e}");
     let cache = up(g, &[0.0; 2 * 3 * 4 * 5], &[2, 3, 4, 5]);
-    let args = Conv3dArgs {
-        padding: [1, 1, 1],
-        cache: Some(&cache),
-        ..Default::default()
-    };
+    let args = Conv3dArgs { padding: [1, 1, 1], cache: Some(&cache), ..Default::default() };
     let e = causal_conv3d(g, &x, &w, &args).unwrap_err().to_string();
     assert!(
         e.contains("`cache` has shape [2, 3, 4, 5]; expected [2, 3, 4, 5] with T replaced by at most 2 cached frames"),
         "{e}"
     );
     let x2 = up(g, &[0.0; 10], &[2, 5]);
-    let e = causal_conv3d(g, &x2, &w, &Conv3dArgs::default())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("`x` has shape [2, 5]; expected [Cin, T, H, W]"),
-        "{e}"
-    );
+    let e = causal_conv3d(g, &x2, &w, &Conv3dArgs::default()).unwrap_err().to_string();
+    assert!(e.contains("`x` has shape [2, 5]; expected [Cin, T, H, W]"), "{e}");
     // Without time padding a 3-frame kernel needs 3 frames.
     let x1 = up(g, &[0.0; 2 * 2 * 4 * 5], &[2, 2, 4, 5]);
-    let e = causal_conv3d(g, &x1, &w, &Conv3dArgs::default())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("padded time (2) is shorter than the kernel's reach (3)"),
-        "{e}"
-    );
+    let e = causal_conv3d(g, &x1, &w, &Conv3dArgs::default()).unwrap_err().to_string();
+    assert!(e.contains("padded time (2) is shorter than the kernel's reach (3)"), "{e}");
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Conv2d.
 
-fn check_conv2d(
-    g: &Gpu,
-    seed: u64,
-    batch: usize,
-    frames: Option<usize>,
-    c: &Conv3dCase,
-    limit: Option<u64>,
-) {
+fn check_conv2d(g: &Gpu, seed: u64, batch: usize, frames: Option<usize>, c: &Conv3dCase, limit: Option<u64>) {
     let [_, kh, kw] = c.k;
     let t = frames.unwrap_or(1);
     let x = rand_vec(seed, batch * c.cin * t * c.h * c.w);
     let wt = rand_vec(seed + 1, c.cout * c.cin * kh * kw);
     let b = rand_vec(seed + 2, c.cout);
-    let mut xs: Vec<usize> = if batch > 1 {
-        vec![batch, c.cin]
-    } else {
-        vec![c.cin]
-    };
+    let mut xs: Vec<usize> = if batch > 1 { vec![batch, c.cin] } else { vec![c.cin] };
     if frames.is_some() {
         xs.push(t);
     }
@@ -403,12 +325,7 @@ fn check_conv2d(
     let xt = up(g, &x, &xs);
     let wtt = up(g, &wt, &[c.cout, c.cin, kh, kw]);
     let bt = up(g, &b, &[c.cout]);
-    let args = Conv2dArgs {
-        bias: Some(&bt),
-        padding: c.pad,
-        stride: c.stride,
-        dilation: c.dil,
-    };
+    let args = Conv2dArgs { bias: Some(&bt), padding: c.pad, stride: c.stride, dilation: c.dil };
     let run = || {
         if frames.is_some() {
             conv2d_per_frame(g, &xt, &wtt, &args).unwrap()
@@ -444,19 +361,7 @@ fn check_conv2d(
 }
 
 fn case2d(cin: usize, cout: usize, h: usize, w: usize, k: usize, pad: [usize; 4]) -> Conv3dCase {
-    Conv3dCase {
-        cin,
-        cout,
-        t: 1,
-        h,
-        w,
-        k: [1, k, k],
-        zp: 0,
-        nc: 0,
-        pad,
-        stride: [1, 1],
-        dil: [1, 1],
-    }
+    Conv3dCase { cin, cout, t: 1, h, w, k: [1, k, k], zp: 0, nc: 0, pad, stride: [1, 1], dil: [1, 1] }
 }
 
 #[test]
@@ -465,14 +370,7 @@ fn conv2d_matches_reference() {
     // LTX's causal conv: time (rows) padded (2, 0), frequency (1, 1); then 1×1; then symmetric.
     check_conv2d(g, 800, 1, None, &case2d(3, 5, 7, 16, 3, [2, 0, 1, 1]), None);
     check_conv2d(g, 810, 1, None, &case2d(4, 2, 9, 5, 1, [0; 4]), None);
-    check_conv2d(
-        g,
-        820,
-        2,
-        None,
-        &case2d(2, 9, 13, 21, 3, [1, 1, 1, 1]),
-        None,
-    );
+    check_conv2d(g, 820, 2, None, &case2d(2, 9, 13, 21, 3, [1, 1, 1, 1]), None);
     // Stride 2 with Wan's downsampling pad (0, 1, 0, 1), and dilation.
     let mut c = case2d(3, 4, 10, 11, 3, [0, 1, 0, 1]);
     c.stride = [2, 2];
@@ -486,31 +384,10 @@ fn conv2d_matches_reference() {
 #[test]
 fn conv2d_per_frame_matches_reference() {
     let g = test_gpu();
-    check_conv2d(
-        g,
-        900,
-        1,
-        Some(3),
-        &case2d(3, 5, 6, 7, 3, [1, 1, 1, 1]),
-        None,
-    );
-    check_conv2d(
-        g,
-        910,
-        2,
-        Some(2),
-        &case2d(2, 3, 5, 5, 3, [1, 1, 1, 1]),
-        None,
-    );
+    check_conv2d(g, 900, 1, Some(3), &case2d(3, 5, 6, 7, 3, [1, 1, 1, 1]), None);
+    check_conv2d(g, 910, 2, Some(2), &case2d(2, 3, 5, 5, 3, [1, 1, 1, 1]), None);
     let align = g.binding_align();
-    check_conv2d(
-        g,
-        920,
-        1,
-        Some(3),
-        &case2d(5, 6, 6, 7, 3, [1, 1, 1, 1]),
-        Some(align + 4 * 200),
-    );
+    check_conv2d(g, 920, 1, Some(3), &case2d(5, 6, 6, 7, 3, [1, 1, 1, 1]), Some(align + 4 * 200));
 }
 
 #[test]
@@ -518,18 +395,10 @@ fn conv2d_rejects_bad_inputs() {
     let g = test_gpu();
     let x = up(g, &[0.0; 3 * 4 * 4], &[3, 4, 4]);
     let w = up(g, &[0.0; 2 * 4 * 9], &[2, 4, 3, 3]);
-    let e = conv2d(g, &x, &w, &Conv2dArgs::default())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("conv2d: `weight` has shape [2, 4, 3, 3]; expected [Cout, 3, kh, kw]"),
-        "{e}"
-    );
+    let e = conv2d(g, &x, &w, &Conv2dArgs::default()).unwrap_err().to_string();
+    assert!(e.contains("conv2d: `weight` has shape [2, 4, 3, 3]; expected [Cout, 3, kh, kw]"), "{e}");
     let w = up(g, &[0.0; 2 * 3 * 9], &[2, 3, 3, 3]);
-    let args = Conv2dArgs {
-        stride: [0, 1],
-        ..Default::default()
-    };
+    let args = Conv2dArgs { stride: [0, 1], ..Default::default() };
     let e = conv2d(g, &x, &w, &args).unwrap_err().to_string();
     assert!(e.contains("stride [0, 1] must be at least 1"), "{e}");
 }
@@ -545,14 +414,11 @@ fn conv_variants_validate() {
     assert_eq!(specs.len(), Kernel::ALL.len());
     for (spec, kernel) in specs.iter().zip(Kernel::ALL) {
         let src = spec.source();
-        let module = naga::front::wgsl::parse_str(&src)
-            .unwrap_or_else(|e| panic!("{}: {}", spec.label, e.emit_to_string(&src)));
-        naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::default(),
-        )
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{}: {e:?}", spec.label));
+        let module =
+            naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{}: {}", spec.label, e.emit_to_string(&src)));
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::default())
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{}: {e:?}", spec.label));
         let mut layouter = naga::proc::Layouter::default();
         layouter.update(module.to_ctx()).unwrap();
         let (params, _) = module
@@ -583,13 +449,8 @@ fn conv3d_speed() {
     let cpu = || -> f64 {
         let mut ns = 0u64;
         for task in std::fs::read_dir("/proc/self/task").unwrap() {
-            let stat =
-                std::fs::read_to_string(task.unwrap().path().join("schedstat")).unwrap_or_default();
-            ns += stat
-                .split_whitespace()
-                .next()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
+            let stat = std::fs::read_to_string(task.unwrap().path().join("schedstat")).unwrap_or_default();
+            ns += stat.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0);
         }
         ns as f64 * 1e-9
     };
@@ -608,18 +469,13 @@ fn conv3d_speed() {
         let x = up(g, &rand_vec(1, cin * h * w), &[cin, 1, h, w]);
         let cache = up(g, &rand_vec(2, cin * 2 * h * w), &[cin, 2, h, w]);
         let wt = up(g, &rand_vec(3, cout * cin * 27), &[cout, cin, 3, 3, 3]);
-        let args = Conv3dArgs {
-            padding: [1, 1, 1],
-            cache: Some(&cache),
-            ..Default::default()
-        };
+        let args = Conv3dArgs { padding: [1, 1, 1], cache: Some(&cache), ..Default::default() };
         let s = time(&|| {
             causal_conv3d(g, &x, &wt, &args).unwrap();
         });
         let (m, k) = (h * w, 27 * cin);
         let a = up(g, &rand_vec(4, m * k), &[m, k]);
-        let wg =
-            Weight::from_f32(g, "w", WeightFormat::F32, cout, k, &rand_vec(5, cout * k)).unwrap();
+        let wg = Weight::from_f32(g, "w", WeightFormat::F32, cout, k, &rand_vec(5, cout * k)).unwrap();
         let sg = time(&|| {
             gemm(g, &a, &wg, Epilogue::default()).unwrap();
         });

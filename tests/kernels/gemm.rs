@@ -177,3 +177,43 @@ fn gemm_on_row_views() {
     }
     assert_close("gemm on views", &g.read_f32_blocking(&yt).unwrap(), &want, Tol::new(2e-5, 2e-5));
 }
+
+/// f16 activations (x and y) with f32 accumulation, where the adapter has SHADER_F16: the result is the f32
+/// product of the f16-rounded inputs, rounded once to f16.
+#[test]
+fn gemm_f16_activations() {
+    let g = test_gpu();
+    if !g.caps.shader_f16 {
+        println!("skipped: adapter has no shader-f16");
+        return;
+    }
+    let (m, n, k) = (7, 13, 37);
+    let x = rand_vec(60, m * k);
+    let w = rand_vec(61, n * k);
+    let b = rand_vec(62, n);
+    let xr: Vec<f32> = x.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect();
+    for format in [WeightFormat::F32, WeightFormat::Q8] {
+        let packed = PackedWeight::quantize(format, n, k, &w);
+        let wt = Weight::upload(g, "w", &packed).unwrap();
+        let xt = g.upload_as_f16("x", &x, &[m, k]).unwrap();
+        let bt = g.upload_f32("b", &b, &[n]).unwrap();
+        let y = gemm(g, &xt, &wt, Epilogue { bias: Some(&bt), act: Act::GeluTanh }).unwrap();
+        assert_eq!(y.dtype(), nava::gpu::DType::F16);
+        let want = reference(&xr, &packed.dequantize(), Some(&b), m, n, k, Act::GeluTanh);
+        // One f16 rounding of the output: 2^-11 relative.
+        assert_close(
+            &format!("f16 activations {format:?}"),
+            &g.read_f32_blocking(&y).unwrap(),
+            &want,
+            Tol::new(1e-3, 1e-3),
+        );
+        // Row views of f16 data (views start on whole words: even rows here).
+        let y3 = g.upload_as_f16("y", &vec![0.0; m * n], &[m, n]).unwrap();
+        nava::kernels::gemm::gemm_into(g, &xt.rows(2, 3).unwrap(), &wt, Epilogue::default(), &y3.rows(4, 3).unwrap())
+            .unwrap();
+        let got = g.read_f32_blocking(&y3).unwrap();
+        let want = reference(&xr[2 * k..5 * k], &packed.dequantize(), None, 3, n, k, Act::None);
+        assert_close("f16 views", &got[4 * n..7 * n], &want, Tol::new(1e-3, 1e-3));
+        assert!(xt.rows(1, 3).is_none(), "a view starting mid-word must be refused");
+    }
+}

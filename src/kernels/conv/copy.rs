@@ -7,10 +7,7 @@ use crate::gpu::{DType, Family, Gpu, GpuTensor};
 use super::{cap_elems, check_f32, check_u32, grid, shape_err, size, win, Kernel, Variant, PX};
 use crate::kernels::KernelError;
 
-pub static FAMILY: Family = Family {
-    name: "conv_copy",
-    source: include_str!("../../../shaders/conv_copy.wgsl"),
-};
+pub static FAMILY: Family = Family { name: "conv_copy", source: include_str!("../../../shaders/conv_copy.wgsl") };
 
 /// Dims of one copy (`n`), element strides in the source and destination, and where each starts.
 struct Copy6 {
@@ -25,13 +22,7 @@ impl Copy6 {
     /// Dims given outermost first, at most six; missing outer dims are 1.
     fn new(n: &[usize], ss: &[usize], ds: &[usize]) -> Self {
         let pad = 6 - n.len();
-        let mut c = Copy6 {
-            n: [1; 6],
-            ss: [0; 6],
-            ds: [0; 6],
-            src_base: 0,
-            dst_base: 0,
-        };
+        let mut c = Copy6 { n: [1; 6], ss: [0; 6], ds: [0; 6], src_base: 0, dst_base: 0 };
         c.n[pad..].copy_from_slice(n);
         c.ss[pad..].copy_from_slice(ss);
         c.ds[pad..].copy_from_slice(ds);
@@ -60,21 +51,13 @@ struct CopyParams {
 }
 
 /// Runs one strided copy, split along its outer dims so that each window fits one binding.
-fn copy(
-    g: &Gpu,
-    op: &'static str,
-    src: &GpuTensor,
-    dst: &GpuTensor,
-    c: &Copy6,
-) -> Result<(), KernelError> {
+fn copy(g: &Gpu, op: &'static str, src: &GpuTensor, dst: &GpuTensor, c: &Copy6) -> Result<(), KernelError> {
     if c.n.contains(&0) {
         return Ok(());
     }
     let cap = cap_elems(g);
     // Span (elements) of dims d+1.. in each tensor.
-    let inner = |d: usize, s: &[usize; 6]| -> usize {
-        (d + 1..6).map(|k| (c.n[k] - 1) * s[k]).sum::<usize>() + 1
-    };
+    let inner = |d: usize, s: &[usize; 6]| -> usize { (d + 1..6).map(|k| (c.n[k] - 1) * s[k]).sum::<usize>() + 1 };
     // The outermost dim d one index of which fits; chunks of `len` indices along it.
     let (d, len) = (0..6)
         .find_map(|d| {
@@ -83,11 +66,8 @@ fn copy(
                 return None;
             }
             // Indices of dim d that fit after the first (a stride of 0 repeats one element: all fit).
-            let room = |inn: usize, st: usize| {
-                (cap - inn)
-                    .checked_div(st)
-                    .map_or(c.n[d], |extra| (extra + 1).min(c.n[d]))
-            };
+            let room =
+                |inn: usize, st: usize| (cap - inn).checked_div(st).map_or(c.n[d], |extra| (extra + 1).min(c.n[d]));
             Some((d, room(is, c.ss[d]).min(room(id, c.ds[d]))))
         })
         .ok_or_else(|| KernelError::Unsupported {
@@ -114,12 +94,7 @@ fn copy(
             let dw = win(g, dst, d0, 0, (m - 1) * c.ds[d] + inner(d, &c.ds));
             let count = m * inner_count;
             check_u32(op, "dst", count)?;
-            let mut p = CopyParams {
-                count: count as u32,
-                src_off: sw.safe,
-                dst_off: dw.safe,
-                ..Default::default()
-            };
+            let mut p = CopyParams { count: count as u32, src_off: sw.safe, dst_off: dw.safe, ..Default::default() };
             for k in 0..6 {
                 let keep = k > d;
                 p.n[k] = if k == d {
@@ -148,12 +123,7 @@ fn strides(shape: &[usize]) -> Vec<usize> {
     s
 }
 
-fn check_input(
-    op: &'static str,
-    x: &GpuTensor,
-    min_rank: usize,
-    expected: &str,
-) -> Result<(), KernelError> {
+fn check_input(op: &'static str, x: &GpuTensor, min_rank: usize, expected: &str) -> Result<(), KernelError> {
     check_f32(op, "x", x)?;
     if x.shape().len() < min_rank {
         return Err(shape_err(op, "x", expected.to_string(), x));
@@ -176,11 +146,7 @@ pub fn upsample_nearest2x(g: &Gpu, x: &GpuTensor) -> Result<GpuTensor, KernelErr
     check_u32(OP, "y", 4 * x.numel())?;
     let y = g.alloc("upsample_nearest2x output", &out, DType::F32)?;
     // (lead, h, a, w, b) → y[lead, 2h + a, 2w + b] = x[lead, h, w].
-    let c = Copy6::new(
-        &[lead, h, 2, w, 2],
-        &[h * w, w, 0, 1, 0],
-        &[4 * h * w, 4 * w, 2 * w, 2, 1],
-    );
+    let c = Copy6::new(&[lead, h, 2, w, 2], &[h * w, w, 0, 1, 0], &[4 * h * w, 4 * w, 2 * w, 2, 1]);
     copy(g, OP, x, &y, &c)?;
     Ok(y)
 }
@@ -197,10 +163,7 @@ pub fn unpatchify(g: &Gpu, x: &GpuTensor, p: usize) -> Result<GpuTensor, KernelE
         return Err(shape_err(
             OP,
             "x",
-            format!(
-                "[(B,) C·{}, T, H, W] (channels a multiple of p² for p = {p})",
-                p * p
-            ),
+            format!("[(B,) C·{}, T, H, W] (channels a multiple of p² for p = {p})", p * p),
             x,
         ));
     }
@@ -259,16 +222,11 @@ pub fn permute(g: &Gpu, x: &GpuTensor, perm: &[usize]) -> Result<GpuTensor, Kern
     let mut seen = [false; 6];
     let valid = perm.len() == s.len()
         && perm.len() <= 6
-        && perm
-            .iter()
-            .all(|&d| d < perm.len() && !std::mem::replace(&mut seen[d], true));
+        && perm.iter().all(|&d| d < perm.len() && !std::mem::replace(&mut seen[d], true));
     if !valid {
         return Err(KernelError::Unsupported {
             op: OP,
-            what: format!(
-                "{perm:?} is not a permutation of the {} dims of x {s:?} (at most 6)",
-                s.len()
-            ),
+            what: format!("{perm:?} is not a permutation of the {} dims of x {s:?} (at most 6)", s.len()),
         });
     }
     let out: Vec<usize> = perm.iter().map(|&d| s[d]).collect();
@@ -296,10 +254,7 @@ pub fn causal_conv3d_next_cache(
         return Err(shape_err(OP, "x", "[(B,) C, T, H, W]".into(), x));
     }
     if frames == 0 {
-        return Err(KernelError::Unsupported {
-            op: OP,
-            what: "a cache of 0 frames".into(),
-        });
+        return Err(KernelError::Unsupported { op: OP, what: "a cache of 0 frames".into() });
     }
     let t = s[r - 3];
     let hw = s[r - 2] * s[r - 1];
@@ -311,12 +266,7 @@ pub fn causal_conv3d_next_cache(
             let cs = c.shape();
             let ok = cs.len() == r && cs[..r - 3] == s[..r - 3] && cs[r - 2..] == s[r - 2..];
             if !ok {
-                return Err(shape_err(
-                    OP,
-                    "cache",
-                    format!("{:?} with any number of frames at dim {}", s, r - 3),
-                    c,
-                ));
+                return Err(shape_err(OP, "cache", format!("{:?} with any number of frames at dim {}", s, r - 3), c));
             }
             cs[r - 3]
         }
@@ -328,24 +278,10 @@ pub fn causal_conv3d_next_cache(
     out[r - 3] = m;
     let y = g.alloc("causal conv cache", &out, DType::F32)?;
     // (bc, frame, hw) into y's frames [from_cache, m) from x's last frames, and [0, from_cache) from the cache's.
-    let part = |n: usize, src_frames: usize| {
-        Copy6::new(&[bc, n, hw], &[src_frames * hw, hw, 1], &[m * hw, hw, 1])
-    };
-    copy(
-        g,
-        OP,
-        x,
-        &y,
-        &part(from_x, t).at((t - from_x) * hw, from_cache * hw),
-    )?;
+    let part = |n: usize, src_frames: usize| Copy6::new(&[bc, n, hw], &[src_frames * hw, hw, 1], &[m * hw, hw, 1]);
+    copy(g, OP, x, &y, &part(from_x, t).at((t - from_x) * hw, from_cache * hw))?;
     if let Some(c) = cache.filter(|_| from_cache > 0) {
-        copy(
-            g,
-            OP,
-            c,
-            &y,
-            &part(from_cache, nc).at((nc - from_cache) * hw, 0),
-        )?;
+        copy(g, OP, c, &y, &part(from_cache, nc).at((nc - from_cache) * hw, 0))?;
     }
     Ok(y)
 }

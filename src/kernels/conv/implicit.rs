@@ -5,10 +5,7 @@
 use crate::gpu::{DType, Gpu, GpuTensor};
 use crate::kernels::{Check, KernelError};
 
-use super::{
-    cap_elems, check_f32, check_u32, grid, largest, size, win, Kernel, Variant, Win, ACCUMULATE,
-    BIAS, PX,
-};
+use super::{cap_elems, check_f32, check_u32, grid, largest, size, win, Kernel, Variant, Win, ACCUMULATE, BIAS, PX};
 
 /// Output channels per invocation of the dense kernels (`CO_B` in the shader).
 const CO_B: usize = 16;
@@ -60,19 +57,11 @@ impl Geom {
     /// Frames `[a, b)` of a source that starts at padded frame `first` and has `n` frames, read by output
     /// frames `[t0, t1)`.
     fn frames(&self, first: usize, n: usize, t0: usize, t1: usize) -> (usize, usize) {
-        (
-            t0.saturating_sub(first).min(n),
-            (t1 + self.kt - 1).saturating_sub(first).min(n),
-        )
+        (t0.saturating_sub(first).min(n), (t1 + self.kt - 1).saturating_sub(first).min(n))
     }
 
     /// Element ranges (item-relative) of x, cache, weight and y used by one launch.
-    fn spans(
-        &self,
-        co: (usize, usize),
-        ci: (usize, usize),
-        t: (usize, usize),
-    ) -> [(usize, usize); 4] {
+    fn spans(&self, co: (usize, usize), ci: (usize, usize), t: (usize, usize)) -> [(usize, usize); 4] {
         let hw = self.h * self.w;
         let (ca, cb) = self.in_channels(co.0, co.1, ci.0, ci.1);
         let src = |first: usize, n: usize| {
@@ -88,14 +77,8 @@ impl Geom {
         [
             src(self.zp + self.nc, self.t_in),
             src(self.zp, self.nc),
-            (
-                co.0 * self.cin_g() * taps + ci.0 * taps,
-                (co.1 - 1) * self.cin_g() * taps + ci.1 * taps,
-            ),
-            (
-                co.0 * self.t_out * hwo + t.0 * hwo,
-                (co.1 - 1) * self.t_out * hwo + t.1 * hwo,
-            ),
+            (co.0 * self.cin_g() * taps + ci.0 * taps, (co.1 - 1) * self.cin_g() * taps + ci.1 * taps),
+            (co.0 * self.t_out * hwo + t.0 * hwo, (co.1 - 1) * self.t_out * hwo + t.1 * hwo),
         ]
     }
 
@@ -117,18 +100,16 @@ impl Geom {
 
     /// Launch sizes (output channels, input channels per group, output frames).
     fn plan(&self, op: &'static str, cap: usize) -> Result<(usize, usize, usize), KernelError> {
-        let t_n = largest(self.t_out, |t| self.fits(cap, 1, 1, t)).ok_or_else(|| {
-            KernelError::Unsupported {
-                op,
-                what: format!(
-                    "one output frame of one channel reads {} of input and writes {}, with weight rows of {}: \
+        let t_n = largest(self.t_out, |t| self.fits(cap, 1, 1, t)).ok_or_else(|| KernelError::Unsupported {
+            op,
+            what: format!(
+                "one output frame of one channel reads {} of input and writes {}, with weight rows of {}: \
                      over the binding limit of {}",
-                    size(self.h * self.w * self.kt.min(self.t_in + self.nc)),
-                    size(self.ho * self.wo),
-                    size(self.taps()),
-                    size(cap)
-                ),
-            }
+                size(self.h * self.w * self.kt.min(self.t_in + self.nc)),
+                size(self.ho * self.wo),
+                size(self.taps()),
+                size(cap)
+            ),
         })?;
         let ci_n = largest(self.cin_g(), |c| self.fits(cap, 1, c, t_n)).expect("1 fits");
         let mut co_n = largest(self.cout, |c| self.fits(cap, c, ci_n, t_n)).expect("1 fits");
@@ -233,11 +214,7 @@ pub(super) fn run_conv(
             let t1 = (t0 + t_n).min(geom.t_out);
             for co0 in (0..geom.cout).step_by(co_n) {
                 let co1 = (co0 + co_n).min(geom.cout);
-                let blocks = if grouped {
-                    co1 - co0
-                } else {
-                    (co1 - co0).div_ceil(CO_B)
-                };
+                let blocks = if grouped { co1 - co0 } else { (co1 - co0).div_ceil(CO_B) };
                 let groups = grid(g, op, tiles * (t1 - t0) * blocks)?;
                 for ci0 in (0..cin_g).step_by(ci_n) {
                     let ci1 = (ci0 + ci_n).min(cin_g);
@@ -245,11 +222,7 @@ pub(super) fn run_conv(
                     let xw = win(g, x, b * x_item, xs.0, xs.1);
                     let cw = match cache {
                         Some(c) => win(g, c, b * c_item, cs.0, cs.1),
-                        None => Win {
-                            binding: dummy.binding(),
-                            off: 0,
-                            safe: 0,
-                        },
+                        None => Win { binding: dummy.binding(), off: 0, safe: 0 },
                     };
                     let ww = win(g, weight, 0, ws.0, ws.1);
                     let yw = win(g, &y, b * y_item, ys.0, ys.1);
@@ -298,12 +271,7 @@ pub(super) fn run_conv(
                         ..Default::default()
                     };
                     let bb = bias.map_or_else(|| dummy.binding(), |t| t.binding());
-                    g.dispatch(
-                        &pipe,
-                        &[xw.binding, cw.binding, ww.binding, bb, yw.binding],
-                        &params,
-                        groups,
-                    )?;
+                    g.dispatch(&pipe, &[xw.binding, cw.binding, ww.binding, bb, yw.binding], &params, groups)?;
                 }
             }
         }

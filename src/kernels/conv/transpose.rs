@@ -4,15 +4,13 @@
 use crate::gpu::{DType, Family, Gpu, GpuTensor};
 
 use super::{
-    cap_elems, check_f32, check_nonzero, check_u32, grid, largest, shape_err, size, split_batch,
-    win, Kernel, Variant, ACCUMULATE, BIAS, PX,
+    cap_elems, check_f32, check_nonzero, check_u32, grid, largest, shape_err, size, split_batch, win, Kernel, Variant,
+    ACCUMULATE, BIAS, PX,
 };
 use crate::kernels::{Check, KernelError};
 
-pub static FAMILY: Family = Family {
-    name: "conv_transpose",
-    source: include_str!("../../../shaders/conv_transpose.wgsl"),
-};
+pub static FAMILY: Family =
+    Family { name: "conv_transpose", source: include_str!("../../../shaders/conv_transpose.wgsl") };
 
 /// Output channels per invocation of the dense kernel (`CO_B` in the shader).
 const CO_B: usize = 16;
@@ -28,12 +26,7 @@ pub struct ConvTranspose1dArgs<'a> {
 
 impl Default for ConvTranspose1dArgs<'_> {
     fn default() -> Self {
-        Self {
-            bias: None,
-            stride: 1,
-            padding: 0,
-            groups: 1,
-        }
+        Self { bias: None, stride: 1, padding: 0, groups: 1 }
     }
 }
 
@@ -77,18 +70,9 @@ pub fn conv_transpose1d(
     check_f32(OP, "weight", weight)?;
     let [cin_w, cout_g, k] = weight.dims::<3>(OP, "weight")?;
     let groups = args.groups;
-    check_nonzero(
-        OP,
-        "groups, stride and kernel size",
-        &[groups, args.stride, k],
-    )?;
+    check_nonzero(OP, "groups, stride and kernel size", &[groups, args.stride, k])?;
     if cin_w != cin {
-        return Err(shape_err(
-            OP,
-            "weight",
-            format!("[{cin}, Cout/groups, k] (x has {cin} channels)"),
-            weight,
-        ));
+        return Err(shape_err(OP, "weight", format!("[{cin}, Cout/groups, k] (x has {cin} channels)"), weight));
     }
     if cin % groups != 0 {
         return Err(KernelError::Unsupported {
@@ -106,9 +90,7 @@ pub fn conv_transpose1d(
     let Some(l_out) = l_out else {
         return Err(KernelError::Unsupported {
             op: OP,
-            what: format!(
-                "padding {pad} leaves no output for length {t_in}, stride {s}, kernel {k}"
-            ),
+            what: format!("padding {pad} leaves no output for length {t_in}, stride {s}, kernel {k}"),
         });
     };
     check_u32(OP, "x", cin * t_in)?;
@@ -117,9 +99,8 @@ pub fn conv_transpose1d(
     let cin_g = cin / groups;
 
     // Input channels [a, b) read by outputs [co0, co1) for group-relative inputs [ci0, ci1).
-    let in_channels = |co0: usize, co1: usize, ci0: usize, ci1: usize| {
-        (co0 / cout_g * cin_g + ci0, (co1 - 1) / cout_g * cin_g + ci1)
-    };
+    let in_channels =
+        |co0: usize, co1: usize, ci0: usize, ci1: usize| (co0 / cout_g * cin_g + ci0, (co1 - 1) / cout_g * cin_g + ci1);
     let cap = cap_elems(g);
     let fits = |co_n: usize, ci_n: usize| {
         let spanned = ((co_n + cout_g - 2) / cout_g + 1).min(groups);
@@ -148,14 +129,7 @@ pub fn conv_transpose1d(
     };
     let y = g.alloc("conv_transpose1d output", &y_shape, DType::F32)?;
     let grouped = groups > 1;
-    let variant = Variant::pick(
-        g,
-        if grouped {
-            Kernel::ConvTransposeGrouped
-        } else {
-            Kernel::ConvTranspose
-        },
-    );
+    let variant = Variant::pick(g, if grouped { Kernel::ConvTransposeGrouped } else { Kernel::ConvTranspose });
     let pipe = g.pipeline(&variant.spec())?;
     // Outputs per class: ceil(l_out / s) at most.
     let tiles = l_out.div_ceil(s).div_ceil(variant.wg as usize * PX);
@@ -163,29 +137,16 @@ pub fn conv_transpose1d(
     for b in 0..batch {
         for co0 in (0..cout).step_by(co_n) {
             let co1 = (co0 + co_n).min(cout);
-            let blocks = if grouped {
-                co1 - co0
-            } else {
-                (co1 - co0).div_ceil(CO_B)
-            };
+            let blocks = if grouped { co1 - co0 } else { (co1 - co0).div_ceil(CO_B) };
             let wg_grid = grid(g, OP, tiles * s * blocks)?;
             // Group-relative output columns of the weight touched by this chunk.
-            let (l0, l1) = if co0 / cout_g == (co1 - 1) / cout_g {
-                (co0 % cout_g, (co1 - 1) % cout_g + 1)
-            } else {
-                (0, cout_g)
-            };
+            let (l0, l1) =
+                if co0 / cout_g == (co1 - 1) / cout_g { (co0 % cout_g, (co1 - 1) % cout_g + 1) } else { (0, cout_g) };
             for ci0 in (0..cin_g).step_by(ci_n) {
                 let ci1 = (ci0 + ci_n).min(cin_g);
                 let (ca, cb) = in_channels(co0, co1, ci0, ci1);
                 let xw = win(g, x, b * cin * t_in, ca * t_in, cb * t_in);
-                let ww = win(
-                    g,
-                    weight,
-                    0,
-                    (ca * cout_g + l0) * k,
-                    ((cb - 1) * cout_g + l1) * k,
-                );
+                let ww = win(g, weight, 0, (ca * cout_g + l0) * k, ((cb - 1) * cout_g + l1) * k);
                 let yw = win(g, &y, b * cout * l_out, co0 * l_out, co1 * l_out);
                 let mut flags = 0;
                 if ci0 == 0 && args.bias.is_some() {
@@ -216,12 +177,7 @@ pub fn conv_transpose1d(
                     ..Default::default()
                 };
                 let bb = args.bias.map_or_else(|| dummy.binding(), |t| t.binding());
-                g.dispatch(
-                    &pipe,
-                    &[xw.binding, ww.binding, bb, yw.binding],
-                    &params,
-                    wg_grid,
-                )?;
+                g.dispatch(&pipe, &[xw.binding, ww.binding, bb, yw.binding], &params, wg_grid)?;
             }
         }
     }

@@ -72,7 +72,14 @@ impl Attn {
     }
 
     /// Writes normalised q, k and v of `h` rows `r` into the same rows of `q`, `k`, `v`.
-    fn qkv_into(&self, g: &Gpu, h: &GpuTensor, r: std::ops::Range<usize>, qkv: &[GpuTensor; 3], eps: f32) -> Result<(), ModelError> {
+    fn qkv_into(
+        &self,
+        g: &Gpu,
+        h: &GpuTensor,
+        r: std::ops::Range<usize>,
+        qkv: &[GpuTensor; 3],
+        eps: f32,
+    ) -> Result<(), ModelError> {
         let view = |t: &GpuTensor| t.rows(r.start, r.len()).expect("rows of the sequence");
         let hv = view(h);
         self.q.forward_into(g, &hv, &view(&qkv[0]))?;
@@ -97,7 +104,15 @@ impl Attn {
     }
 
     /// `x[r] += o(Attn(RMS(q(n[r])), kv))`: text cross-attention, no gate.
-    fn cross_add(&self, g: &Gpu, n: &GpuTensor, x: &GpuTensor, r: std::ops::Range<usize>, kv: &CrossKv, eps: f32) -> Result<(), ModelError> {
+    fn cross_add(
+        &self,
+        g: &Gpu,
+        n: &GpuTensor,
+        x: &GpuTensor,
+        r: std::ops::Range<usize>,
+        kv: &CrossKv,
+        eps: f32,
+    ) -> Result<(), ModelError> {
         let len = r.len();
         let d = n.shape()[1];
         let heads = kv.k.shape()[1];
@@ -145,7 +160,8 @@ fn block_forward<'a>(
     for (seg, m) in rows.segments.iter().zip(mods) {
         layer_norm_into(g, x, &h, seg.rows.clone(), None, None, eps, Some(adaln(m, 0)))?;
     }
-    let qkv = [g.alloc("q", &[l, d], DType::F32)?, g.alloc("k", &[l, d], DType::F32)?, g.alloc("v", &[l, d], DType::F32)?];
+    let qkv =
+        [g.alloc("q", &[l, d], DType::F32)?, g.alloc("k", &[l, d], DType::F32)?, g.alloc("v", &[l, d], DType::F32)?];
     if split {
         for m in [Modality::Video, Modality::Audio] {
             self_attn(m).qkv_into(g, &h, rows.range(m), &qkv, eps)?;
@@ -166,7 +182,12 @@ fn block_forward<'a>(
     let o = o.reshape(&[l, d]).expect("heads");
     for (seg, m) in rows.segments.iter().zip(mods) {
         let (r0, n) = (seg.rows.start, seg.rows.len());
-        self_attn(seg.modality).o.gated_add(g, &o.rows(r0, n).expect("rows"), &gate(m, 2), &x.rows(r0, n).expect("rows"))?;
+        self_attn(seg.modality).o.gated_add(
+            g,
+            &o.rows(r0, n).expect("rows"),
+            &gate(m, 2),
+            &x.rows(r0, n).expect("rows"),
+        )?;
     }
     cross(x)?;
     for (seg, m) in rows.segments.iter().zip(mods) {

@@ -182,7 +182,10 @@ pub fn insert_rows(g: &Gpu, ctx: &GpuTensor, tokens: &GpuTensor, positions: &[us
     if positions.len() > n {
         return Err(ModelError::Input {
             what: "speakers".into(),
-            problem: format!("{} speaker positions (<S> spans) but {n} voices: give one voice per <S> span", positions.len()),
+            problem: format!(
+                "{} speaker positions (<S> spans) but {n} voices: give one voice per <S> span",
+                positions.len()
+            ),
         });
     }
     for (i, &p) in positions.iter().enumerate() {
@@ -197,7 +200,13 @@ pub fn insert_rows(g: &Gpu, ctx: &GpuTensor, tokens: &GpuTensor, positions: &[us
 
 /// Conv3d with kernel = stride = patch, as a GEMM over patches: `[C, F, H, W]` → tokens `[F·h·w, dim]` in
 /// (frame, row, column) order, written into `out`. Each patch's values are in (c, kh, kw) order, the weight's.
-pub fn video_tokens(g: &Gpu, lin: &Linear, video: &GpuTensor, c: &DitConfig, out: &GpuTensor) -> Result<(), ModelError> {
+pub fn video_tokens(
+    g: &Gpu,
+    lin: &Linear,
+    video: &GpuTensor,
+    c: &DitConfig,
+    out: &GpuTensor,
+) -> Result<(), ModelError> {
     let [ch, f, h, w] = video.shape().try_into().expect("checked by Dit::rows");
     let [_, ph, pw] = c.patch_size;
     let (hp, wp) = (h / ph, w / pw);
@@ -235,7 +244,14 @@ impl Head {
     }
 
     /// The head over the rows of one modality → `[rows, out]`.
-    pub fn forward(&self, g: &Gpu, x: &GpuTensor, rows: &Rows, m: Modality, time: &Time) -> Result<GpuTensor, ModelError> {
+    pub fn forward(
+        &self,
+        g: &Gpu,
+        x: &GpuTensor,
+        rows: &Rows,
+        m: Modality,
+        time: &Time,
+    ) -> Result<GpuTensor, ModelError> {
         let h = g.alloc("head norm", x.shape(), DType::F32)?;
         for seg in rows.segments.iter().filter(|s| s.modality == m) {
             let e = time.e.rows(seg.t_index, 1).expect("one row per timestep");

@@ -63,7 +63,10 @@ impl Rows {
 
     /// The modality-masked pass: video attends video only and audio attends audio only.
     fn masked_segments(&self) -> [AttnSegment; 2] {
-        [AttnSegment::new(0, self.video, 0, self.video), AttnSegment::new(self.video, self.audio, self.video, self.audio)]
+        [
+            AttnSegment::new(0, self.video, 0, self.video),
+            AttnSegment::new(self.video, self.audio, self.video, self.audio),
+        ]
     }
 }
 
@@ -199,16 +202,10 @@ impl Dit {
             }
         }
         let eps = c.eps as f32;
-        let double = self
-            .double_blocks
-            .iter()
-            .map(|b| b.cross_kv(g, &ctx, c.num_heads, eps))
-            .collect::<Result<Vec<_>, _>>()?;
-        let single = self
-            .single_blocks
-            .iter()
-            .map(|b| b.cross_kv(g, &ctx, c.num_heads, eps))
-            .collect::<Result<Vec<_>, _>>()?;
+        let double =
+            self.double_blocks.iter().map(|b| b.cross_kv(g, &ctx, c.num_heads, eps)).collect::<Result<Vec<_>, _>>()?;
+        let single =
+            self.single_blocks.iter().map(|b| b.cross_kv(g, &ctx, c.num_heads, eps)).collect::<Result<Vec<_>, _>>()?;
         Ok(Context { rows: c.text_len, double, single, embedded: ctx })
     }
 

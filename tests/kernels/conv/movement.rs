@@ -27,13 +27,8 @@ fn causal_conv3d_next_cache_frames() {
     }
     assert_eq!(got, want);
     // Three new frames: the last two of x; with no cache and one frame, one frame.
-    let got = read(
-        g,
-        &causal_conv3d_next_cache(g, Some(&ot), &three, 2).unwrap(),
-    );
-    let want: Vec<f32> = (0..2 * c)
-        .flat_map(|bc| x[(bc * 3 + 1) * hw..(bc * 3 + 3) * hw].to_vec())
-        .collect();
+    let got = read(g, &causal_conv3d_next_cache(g, Some(&ot), &three, 2).unwrap());
+    let want: Vec<f32> = (0..2 * c).flat_map(|bc| x[(bc * 3 + 1) * hw..(bc * 3 + 3) * hw].to_vec()).collect();
     assert_eq!(got, want);
     let t = causal_conv3d_next_cache(g, None, &one, 2).unwrap();
     assert_eq!(t.shape(), &[2, c, 1, h, w]);
@@ -101,18 +96,12 @@ fn unpatchify_and_patchify() {
     for (b, c, t, h, w, p) in [(1, 3, 2, 3, 5, 2), (2, 2, 1, 2, 3, 2), (1, 2, 2, 2, 2, 3)] {
         let n = b * c * p * p * t * h * w;
         let x = rand_vec(1500, n);
-        let shape = if b > 1 {
-            vec![b, c * p * p, t, h, w]
-        } else {
-            vec![c * p * p, t, h, w]
-        };
+        let shape = if b > 1 { vec![b, c * p * p, t, h, w] } else { vec![c * p * p, t, h, w] };
         let xt = up(g, &x, &shape);
         let y = unpatchify(g, &xt, p).unwrap();
         assert_eq!(&y.shape()[y.shape().len() - 4..], &[c, t, p * h, p * w]);
         let per = n / b;
-        let want: Vec<f32> = (0..b)
-            .flat_map(|bi| unpatchify_ref(&x[bi * per..][..per], c, t, h, w, p))
-            .collect();
+        let want: Vec<f32> = (0..b).flat_map(|bi| unpatchify_ref(&x[bi * per..][..per], c, t, h, w, p)).collect();
         let got = read(g, &y);
         assert_eq!(got, want, "unpatchify b{b} c{c} t{t} {h}x{w} p{p}");
         let back = patchify(g, &y, p).unwrap();
@@ -158,17 +147,10 @@ fn permute_matches_reference() {
                 None => run(),
             };
             assert_eq!(y.shape(), out.as_slice());
-            assert_eq!(
-                read(g, &y),
-                want,
-                "permute {shape:?} by {perm:?} limit {limit:?}"
-            );
+            assert_eq!(read(g, &y), want, "permute {shape:?} by {perm:?} limit {limit:?}");
         }
     }
     let x = up(g, &[0.0; 6], &[2, 3]);
     let e = permute(g, &x, &[1, 1]).unwrap_err().to_string();
-    assert!(
-        e.contains("[1, 1] is not a permutation of the 2 dims"),
-        "{e}"
-    );
+    assert!(e.contains("[1, 1] is not a permutation of the 2 dims"), "{e}");
 }

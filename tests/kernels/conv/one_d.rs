@@ -2,9 +2,7 @@
 //! anti-aliasing filters) against references written from PyTorch's definitions, with f64 sums.
 
 use nava::gpu::Gpu;
-use nava::kernels::conv::{
-    conv1d, conv_transpose1d, with_binding_limit, Conv1dArgs, ConvTranspose1dArgs,
-};
+use nava::kernels::conv::{conv1d, conv_transpose1d, with_binding_limit, Conv1dArgs, ConvTranspose1dArgs};
 
 use super::{read, up, TOL};
 use crate::common::{assert_close, rand_vec, test_gpu};
@@ -32,8 +30,7 @@ fn conv1d_ref(
                 for kk in 0..k {
                     let i = (o * a.stride + kk * a.dilation) as isize - a.padding[0] as isize;
                     if i >= 0 && (i as usize) < t {
-                        s += wt[(co * cin_g + ci) * k + kk] as f64
-                            * x[(g0 + ci) * t + i as usize] as f64;
+                        s += wt[(co * cin_g + ci) * k + kk] as f64 * x[(g0 + ci) * t + i as usize] as f64;
                     }
                 }
             }
@@ -72,8 +69,7 @@ fn conv_transpose1d_ref(
                 for kk in 0..k {
                     let o = (i * a.stride + kk) as isize - a.padding as isize;
                     if o >= 0 && (o as usize) < lo {
-                        acc[co * lo + o as usize] +=
-                            x[ci * t + i] as f64 * wt[(ci * cout_g + cl) * k + kk] as f64;
+                        acc[co * lo + o as usize] += x[ci * t + i] as f64 * wt[(ci * cout_g + cl) * k + kk] as f64;
                     }
                 }
             }
@@ -100,18 +96,11 @@ fn check_conv1d(
     let x = rand_vec(seed, batch * cin * t);
     let wt = rand_vec(seed + 1, cout * cin / a.groups * k);
     let b = rand_vec(seed + 2, cout);
-    let xs = if batch > 1 {
-        vec![batch, cin, t]
-    } else {
-        vec![cin, t]
-    };
+    let xs = if batch > 1 { vec![batch, cin, t] } else { vec![cin, t] };
     let xt = up(g, &x, &xs);
     let wtt = up(g, &wt, &[cout, cin / a.groups, k]);
     let bt = up(g, &b, &[cout]);
-    let args = Conv1dArgs {
-        bias: Some(&bt),
-        ..a
-    };
+    let args = Conv1dArgs { bias: Some(&bt), ..a };
     let run = || conv1d(g, &xt, &wtt, &args).unwrap();
     let y = match limit {
         Some(l) => with_binding_limit(l, run),
@@ -119,18 +108,7 @@ fn check_conv1d(
     };
     let got = read(g, &y);
     let want: Vec<f32> = (0..batch)
-        .flat_map(|bi| {
-            conv1d_ref(
-                &x[bi * cin * t..][..cin * t],
-                &wt,
-                Some(&b),
-                cin,
-                t,
-                cout,
-                k,
-                &a,
-            )
-        })
+        .flat_map(|bi| conv1d_ref(&x[bi * cin * t..][..cin * t], &wt, Some(&b), cin, t, cout, k, &a))
         .collect();
     assert_eq!(y.shape().last(), Some(&(want.len() / batch / cout)));
     assert_close(
@@ -145,13 +123,7 @@ fn check_conv1d(
 }
 
 fn c1(stride: usize, padding: [usize; 2], dilation: usize, groups: usize) -> Conv1dArgs<'static> {
-    Conv1dArgs {
-        bias: None,
-        stride,
-        padding,
-        dilation,
-        groups,
-    }
+    Conv1dArgs { bias: None, stride, padding, dilation, groups }
 }
 
 #[test]
@@ -174,28 +146,8 @@ fn conv1d_split_bindings() {
     let g = test_gpu();
     let align = g.binding_align();
     for elems in [400usize, 150, 60] {
-        check_conv1d(
-            g,
-            1100,
-            2,
-            9,
-            10,
-            50,
-            5,
-            c1(1, [2, 2], 1, 1),
-            Some(align + 4 * elems as u64),
-        );
-        check_conv1d(
-            g,
-            1110,
-            1,
-            8,
-            8,
-            50,
-            4,
-            c1(2, [1, 2], 1, 4),
-            Some(align + 4 * elems as u64),
-        );
+        check_conv1d(g, 1100, 2, 9, 10, 50, 5, c1(1, [2, 2], 1, 1), Some(align + 4 * elems as u64));
+        check_conv1d(g, 1110, 1, 8, 8, 50, 4, c1(2, [1, 2], 1, 4), Some(align + 4 * elems as u64));
     }
 }
 
@@ -215,18 +167,11 @@ fn check_convt(
     let wt = rand_vec(seed + 1, cin * cout_g * k);
     let cout = cout_g * a.groups;
     let b = rand_vec(seed + 2, cout);
-    let xs = if batch > 1 {
-        vec![batch, cin, t]
-    } else {
-        vec![cin, t]
-    };
+    let xs = if batch > 1 { vec![batch, cin, t] } else { vec![cin, t] };
     let xt = up(g, &x, &xs);
     let wtt = up(g, &wt, &[cin, cout_g, k]);
     let bt = up(g, &b, &[cout]);
-    let args = ConvTranspose1dArgs {
-        bias: Some(&bt),
-        ..a
-    };
+    let args = ConvTranspose1dArgs { bias: Some(&bt), ..a };
     let run = || conv_transpose1d(g, &xt, &wtt, &args).unwrap();
     let y = match limit {
         Some(l) => with_binding_limit(l, run),
@@ -235,18 +180,7 @@ fn check_convt(
     let lo = (t - 1) * a.stride + k - 2 * a.padding;
     assert_eq!(&y.shape()[y.shape().len() - 2..], &[cout, lo]);
     let want: Vec<f32> = (0..batch)
-        .flat_map(|bi| {
-            conv_transpose1d_ref(
-                &x[bi * cin * t..][..cin * t],
-                &wt,
-                Some(&b),
-                cin,
-                t,
-                cout_g,
-                k,
-                &a,
-            )
-        })
+        .flat_map(|bi| conv_transpose1d_ref(&x[bi * cin * t..][..cin * t], &wt, Some(&b), cin, t, cout_g, k, &a))
         .collect();
     assert_close(
         &format!(
@@ -260,12 +194,7 @@ fn check_convt(
 }
 
 fn ct(stride: usize, padding: usize, groups: usize) -> ConvTranspose1dArgs<'static> {
-    ConvTranspose1dArgs {
-        bias: None,
-        stride,
-        padding,
-        groups,
-    }
+    ConvTranspose1dArgs { bias: None, stride, padding, groups }
 }
 
 #[test]
@@ -285,28 +214,8 @@ fn conv_transpose1d_split_bindings() {
     let g = test_gpu();
     let align = g.binding_align();
     for elems in [600usize, 200, 70] {
-        check_convt(
-            g,
-            1300,
-            2,
-            9,
-            10,
-            20,
-            4,
-            ct(2, 1, 1),
-            Some(align + 4 * elems as u64),
-        );
-        check_convt(
-            g,
-            1310,
-            1,
-            8,
-            2,
-            20,
-            5,
-            ct(2, 0, 4),
-            Some(align + 4 * elems as u64),
-        );
+        check_convt(g, 1300, 2, 9, 10, 20, 4, ct(2, 1, 1), Some(align + 4 * elems as u64));
+        check_convt(g, 1310, 1, 8, 2, 20, 5, ct(2, 0, 4), Some(align + 4 * elems as u64));
     }
 }
 
@@ -315,36 +224,17 @@ fn conv1d_rejects_bad_inputs() {
     let g = test_gpu();
     let x = up(g, &[0.0; 6 * 10], &[6, 10]);
     let w = up(g, &[0.0; 4 * 6 * 3], &[4, 6, 3]);
-    let args = Conv1dArgs {
-        groups: 4,
-        ..Default::default()
-    };
+    let args = Conv1dArgs { groups: 4, ..Default::default() };
     let e = conv1d(g, &x, &w, &args).unwrap_err().to_string();
     assert!(e.contains("groups = 4 must divide the input (6)"), "{e}");
-    let args = Conv1dArgs {
-        groups: 2,
-        ..Default::default()
-    };
+    let args = Conv1dArgs { groups: 2, ..Default::default() };
     let e = conv1d(g, &x, &w, &args).unwrap_err().to_string();
-    assert!(
-        e.contains(
-            "`weight` has shape [4, 6, 3]; expected [Cout, 3, k] (x has 6 channels in 2 groups)"
-        ),
-        "{e}"
-    );
+    assert!(e.contains("`weight` has shape [4, 6, 3]; expected [Cout, 3, k] (x has 6 channels in 2 groups)"), "{e}");
     let wt = up(g, &[0.0; 5 * 2 * 3], &[5, 2, 3]);
-    let e = conv_transpose1d(g, &x, &wt, &ConvTranspose1dArgs::default())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("conv_transpose1d: `weight` has shape [5, 2, 3]; expected [6, Cout/groups, k]"),
-        "{e}"
-    );
+    let e = conv_transpose1d(g, &x, &wt, &ConvTranspose1dArgs::default()).unwrap_err().to_string();
+    assert!(e.contains("conv_transpose1d: `weight` has shape [5, 2, 3]; expected [6, Cout/groups, k]"), "{e}");
     let wt = up(g, &[0.0; 6 * 2 * 3], &[6, 2, 3]);
-    let args = ConvTranspose1dArgs {
-        padding: 8,
-        ..Default::default()
-    };
+    let args = ConvTranspose1dArgs { padding: 8, ..Default::default() };
     let e = conv_transpose1d(g, &x, &wt, &args).unwrap_err().to_string();
     assert!(e.contains("padding 8 leaves no output"), "{e}");
 }
