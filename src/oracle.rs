@@ -153,9 +153,9 @@ impl Io {
 fn run_dit(g: &Gpu, dir: &Path, meta: &Value) -> Result<Vec<Comparison>, OracleError> {
     let case = |problem: String| OracleError::Case { dir: dir.to_path_buf(), problem };
     let config: DitConfig = serde_json::from_value(meta["config"].clone()).map_err(|e| case(format!("config: {e}")))?;
-    let weights = Checkpoint::open(&dir.join("weights.safetensors"))?;
+    let weights = Checkpoint::open(dir.join("weights.safetensors"))?;
     let dit = Dit::load(g, &weights, PREFIX, config.clone(), WeightFormat::F32)?;
-    let io = Io { src: Checkpoint::open(&dir.join("io.safetensors"))? };
+    let io = Io { src: Checkpoint::open(dir.join("io.safetensors"))? };
     let subcases = meta["subcases"].as_object().ok_or_else(|| case("meta.json has no subcases".into()))?;
     let mut out = Vec::new();
     for (sub, spec) in subcases {

@@ -54,7 +54,7 @@ fn case_weights_match_their_config_and_mismatches_are_named() {
         let meta: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
         let config: DitConfig = serde_json::from_value(meta["config"].clone()).unwrap();
-        let ck = Checkpoint::open(&dir.join("weights.safetensors")).unwrap();
+        let ck = Checkpoint::open(dir.join("weights.safetensors")).unwrap();
         check_keys(&ck, &config.key_table(PREFIX), "hint").unwrap();
         // The same file against the full-size table: every shape differs, nothing is missing.
         let e = check_keys(&ck, &DitConfig::nava_6b().key_table(PREFIX), "is this the tiny model?")

@@ -52,7 +52,7 @@ fn run_one(g: &Gpu, dir: &Path) -> usize {
             usize::from(!report.passed())
         }
         Err(e) => {
-            println!("{}: {e}", dir.display());
+            println!("{e}");
             1
         }
     }

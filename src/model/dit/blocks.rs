@@ -20,32 +20,32 @@ pub struct CrossKv {
     v: GpuTensor,
 }
 
-/// Where RoPE applies: a 3-D grid for the video rows and 1-D positions (scaled frequencies) for the audio rows.
+/// RoPE for one forward's rows: the table and the q/k layout.
 pub struct RopeLayout {
-    grid: [usize; 3],
-    audio: usize,
-    audio_scale: f32,
+    table: crate::kernels::rope::RopeTable,
     heads: usize,
     head_dim: usize,
 }
 
 impl RopeLayout {
-    pub fn new(c: &DitConfig, rows: &Rows) -> Self {
-        Self {
-            grid: rows.grid,
+    pub fn new(g: &Gpu, c: &DitConfig, rows: &Rows) -> Result<Self, ModelError> {
+        let grid = crate::kernels::rope::RopeGrid {
+            video: rows.grid,
             audio: rows.audio,
-            audio_scale: c.temporal_rope_scaling_factor as f32,
+            audio_scale: c.temporal_rope_scaling_factor,
+        };
+        Ok(Self {
+            table: crate::kernels::rope::RopeTable::new(g, grid, c.head_dim())?,
             heads: c.num_heads,
             head_dim: c.head_dim(),
-        }
+        })
     }
 
     /// Rotates q or k `[L, dim]` in place.
     fn apply(&self, g: &Gpu, x: &GpuTensor) -> Result<(), ModelError> {
         let l = x.shape()[0];
         let x3 = x.reshape(&[l, self.heads, self.head_dim]).expect("dim = heads · head_dim");
-        crate::kernels::rope::rope_av(g, &x3, self.grid, self.audio, self.audio_scale)?;
-        Ok(())
+        Ok(self.table.apply(g, &x3)?)
     }
 }
 

@@ -86,7 +86,7 @@ impl DitConfig {
     /// Refuses what this implementation does not build (and the release never used).
     pub fn validate(&self) -> Result<(), ModelError> {
         let bad = |m: String| Err(ModelError::Config(m));
-        if self.num_heads == 0 || self.dim % self.num_heads != 0 || self.head_dim() % 2 != 0 {
+        if self.num_heads == 0 || !self.dim.is_multiple_of(self.num_heads) || !self.head_dim().is_multiple_of(2) {
             return bad(format!("dim {} must split into {} heads of even size", self.dim, self.num_heads));
         }
         if !self.qk_norm || !self.cross_attn_norm || !self.no_split_norm_ffn {
@@ -95,7 +95,7 @@ impl DitConfig {
         if self.num_double_final_layers != 0 {
             return bad("num_double_final_layers > 0 is not supported".into());
         }
-        if self.patch_size[0] != 1 || self.freq_dim % 2 != 0 {
+        if self.patch_size[0] != 1 || !self.freq_dim.is_multiple_of(2) {
             return bad("the temporal patch size must be 1 and freq_dim even".into());
         }
         Ok(())

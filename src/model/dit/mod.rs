@@ -103,6 +103,9 @@ pub struct DitInput<'a> {
     pub masking_modality: bool,
 }
 
+/// Receives named intermediates of a forward (`x_in`, `double_{i}`, `single_{i}`, `head_vid_raw`, …).
+pub type Trace<'a> = dyn FnMut(&str, &GpuTensor) + 'a;
+
 /// Velocities predicted for both streams.
 pub struct DitOutput {
     /// `[vid_out_dim, F, H, W]`.
@@ -249,7 +252,7 @@ impl Dit {
         g: &Gpu,
         input: &DitInput,
         ctx: &Context,
-        mut trace: Option<&mut dyn FnMut(&str, &GpuTensor)>,
+        mut trace: Option<&mut Trace>,
     ) -> Result<DitOutput, ModelError> {
         let c = &self.config;
         let rows = self.rows(input)?;
@@ -265,7 +268,7 @@ impl Dit {
         embed::video_tokens(g, &self.patch_embedding, input.video, c, &x.rows(0, rows.video).expect("video rows"))?;
         self.audio_embed.forward_into(g, input.audio, &x.rows(rows.video, rows.audio).expect("audio rows"))?;
         emit("x_in", &x);
-        let rope = blocks::RopeLayout::new(c, &rows);
+        let rope = blocks::RopeLayout::new(g, c, &rows)?;
         let masked = input.masking_modality.then(|| rows.masked_segments());
         for (i, b) in self.double_blocks.iter().enumerate() {
             b.forward(g, c, &x, &rows, &time, &ctx.double[i], &rope, masked.as_ref().map(|s| &s[..]))?;
