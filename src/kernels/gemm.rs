@@ -471,7 +471,21 @@ pub fn gemm_gated_add(
             found: gate.shape().to_vec(),
         });
     };
+    if max_k_chunk(g, w).is_some_and(|kc| kc < w.k) && x.dtype() == DType::F32 {
+        // The product accumulates over several launches, so the gate cannot be applied in the last one's
+        // epilogue alone: form the product, then add it through the gate.
+        let t = gemm(g, x, w, Epilogue { bias, act: Act::None })?;
+        return super::elementwise::gated_add(g, y, &t, gate);
+    }
     run(g, x, w, y, rows, Epilogue { bias, act: Act::None }, Mode::GatedAdd(gate, g_ld))
+}
+
+/// Values of k per launch so that the weight's binding fits (a multiple of 32); `None` when not even one block
+/// row fits.
+fn max_k_chunk(g: &Gpu, w: &Weight) -> Option<usize> {
+    let row_bytes = (w.n_pad * 4) as u64;
+    let kc = ((g.max_binding() / row_bytes) as usize * w.format.per_word()) / 32 * 32;
+    (kc > 0).then_some(kc)
 }
 
 fn check(g: &Gpu, x: &GpuTensor, w: &Weight, bias: Option<&GpuTensor>) -> Result<(usize, Vec<usize>), KernelError> {
@@ -538,14 +552,12 @@ fn run(
 
     // k chunks: whole scale blocks, each weight window within one binding.
     let word_rows_per_k = |kc: usize| kc / w.format.per_word();
-    let row_bytes = (n_pad * 4) as u64;
-    let max_k = ((max / row_bytes) as usize * w.format.per_word()) / 32 * 32;
-    if max_k == 0 {
+    let Some(max_k) = max_k_chunk(g, w) else {
         return Err(KernelError::Unsupported {
             op: "gemm",
             what: format!("a weight row block of {n} outputs exceeds one binding"),
         });
-    }
+    };
     let k_chunks: Vec<(usize, usize)> =
         (0..w.k_pad.max(1)).step_by(max_k).map(|k0| (k0, (k0 + max_k).min(k))).collect();
     if gate.is_some() && k_chunks.len() > 1 {

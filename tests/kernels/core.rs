@@ -76,4 +76,12 @@ fn gemm_weight_larger_than_a_binding_is_split() {
     }
     // k = 14336 terms of O(1): f32 accumulation error grows with √k.
     assert_close("split gemm", &y, &want, Tol::new(1e-4, 1e-4));
+    // The gated residual of the FFN's down projection takes the same split.
+    let gate = rand_vec(44, n);
+    let res = rand_vec(45, m * n);
+    let gt = g.upload_f32("gate", &gate, &[n]).unwrap();
+    let yt = g.upload_f32("y", &res, &[m, n]).unwrap();
+    nava::kernels::gemm::gemm_gated_add(g, &xt, &wt, Some(&bt), &gt, &yt).unwrap();
+    let want: Vec<f32> = (0..m * n).map(|i| res[i] + want[i] * gate[i % n]).collect();
+    assert_close("split gated gemm", &g.read_f32_blocking(&yt).unwrap(), &want, Tol::new(1e-4, 1e-4));
 }

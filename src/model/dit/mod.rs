@@ -17,9 +17,9 @@ use crate::kernels::gemm::WeightFormat;
 use crate::weights::{check_keys, Scope, TensorSource};
 
 use super::ModelError;
-pub use blocks::{DoubleBlock, SingleBlock};
+pub use blocks::{CrossKv, DoubleBlock, RopeLayout, SingleBlock};
 pub use config::{DitConfig, SPK_DIM};
-pub use embed::{AudioEmbed, Head, SpkToken, TimeEmbed};
+pub use embed::{AudioEmbed, Head, SpkToken, Time, TimeEmbed};
 
 use super::layers::Linear;
 
