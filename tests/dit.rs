@@ -64,3 +64,63 @@ fn case_weights_match_their_config_and_mismatches_are_named() {
         assert!(e.contains("backbone.double_blocks.2.") || e.contains("missing"), "{e}");
     }
 }
+
+/// The DiT with its linear weights stored as f16 / bf16 / q8 / q4 / fp8, against the same model in f32 on the
+/// `joint` sub-case of every `nava_dit` case: the deviation (max |y − y_f32| / max |y_f32| over both outputs) stays
+/// under each format's stated bound.
+#[test]
+fn weight_formats_deviate_from_f32_within_bounds() {
+    use nava::gpu::{Gpu, GpuOptions};
+    use nava::kernels::gemm::WeightFormat;
+    use nava::model::dit::{Dit, DitInput};
+    let cases = dit_cases();
+    if cases.is_empty() {
+        println!("skipped: no nava_dit case");
+        return;
+    }
+    let g = Gpu::new_blocking(&GpuOptions::from_env()).expect("a GPU adapter");
+    for dir in cases {
+        let meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
+        let config: DitConfig = serde_json::from_value(meta["config"].clone()).unwrap();
+        let ck = Checkpoint::open(dir.join("weights.safetensors")).unwrap();
+        let io = Checkpoint::open(dir.join("io.safetensors")).unwrap();
+        use nava::weights::TensorSource;
+        let input = |name: &str| {
+            let key = format!("in.joint.{name}");
+            g.upload_f32(&key, &io.f32(&key).unwrap(), &io.info(&key).unwrap().shape).unwrap()
+        };
+        let (video, audio, context) = (input("vid"), input("audio"), input("context"));
+        let run = |format: WeightFormat| -> Vec<f32> {
+            let dit = Dit::load(&g, &ck, PREFIX, config.clone(), format).unwrap();
+            let ctx = dit.prepare_context(&g, &context, &context, None).unwrap();
+            let inp = DitInput {
+                video: &video,
+                audio: &audio,
+                t: 937.0,
+                first_frame_is_clean: false,
+                masking_modality: false,
+            };
+            let out = dit.forward(&g, &inp, &ctx, None).unwrap();
+            let mut v = g.read_f32_blocking(&out.video).unwrap();
+            v.extend(g.read_f32_blocking(&out.audio).unwrap());
+            v
+        };
+        let reference = run(WeightFormat::F32);
+        let scale = reference.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        // Bounds: about 2.5× the deviation measured on the shipped case (f16 3.0e-4, bf16 1.7e-3, q8 5.7e-3,
+        // q4 7.8e-2, fp8 2.7e-2; random weights, 2 + 2 blocks at width 64).
+        for (format, bound) in [
+            (WeightFormat::F16, 7.5e-4),
+            (WeightFormat::BF16, 4.5e-3),
+            (WeightFormat::Q8, 1.5e-2),
+            (WeightFormat::Q4, 2e-1),
+            (WeightFormat::Fp8, 7e-2),
+        ] {
+            let y = run(format);
+            let dev = y.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max) / scale;
+            println!("{}: {format:?} deviation from f32 {dev:.3e} (bound {bound:.1e})", dir.display());
+            assert!(dev <= bound, "{format:?}: deviation {dev} over its bound {bound}");
+        }
+    }
+}
