@@ -75,3 +75,108 @@ pub fn gemm_bench(
         peak_gpu_bytes: g.memory().peak_bytes,
     })
 }
+
+/// Attention of q `[lq, heads, d]` over k, v `[lk, heads, d]`.
+pub fn attention_bench(
+    g: &Gpu,
+    heads: usize,
+    lq: usize,
+    lk: usize,
+    d: usize,
+    budget_s: f64,
+) -> Result<BenchResult, KernelError> {
+    use crate::kernels::attention::{attention, AttentionOptions};
+    let q = g.upload_f32("bench q", &seeded(3, lq * heads * d), &[lq, heads, d])?;
+    let k = g.upload_f32("bench k", &seeded(4, lk * heads * d), &[lk, heads, d])?;
+    let v = g.upload_f32("bench v", &seeded(5, lk * heads * d), &[lk, heads, d])?;
+    g.reset_peak_memory();
+    let (iters, s) = time_loop(g, budget_s, 2, || attention(g, &q, &k, &v, AttentionOptions::default()).map(drop))?;
+    Ok(BenchResult {
+        label: format!("attention h{heads} lq{lq} lk{lk} d{d}"),
+        iters,
+        seconds_per_iter: s,
+        flops_per_iter: 4.0 * (lq * lk * d * heads) as f64,
+        peak_gpu_bytes: g.memory().peak_bytes,
+    })
+}
+
+/// Which DiT block to measure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockKind {
+    Double,
+    Single,
+}
+
+/// One DiT block at the width of `config` (NAVA_6B by default) with seeded weights in `format`, over `tokens`
+/// rows (video ≈ 99.5 %, audio the rest, as at 720p) and a `text_len` context whose keys and values are projected
+/// once outside the timed loop, as in generation.
+pub fn block_bench(
+    g: &Gpu,
+    config: &crate::model::dit::DitConfig,
+    kind: BlockKind,
+    tokens: usize,
+    format: WeightFormat,
+    budget_s: f64,
+) -> Result<BenchResult, crate::model::ModelError> {
+    use crate::model::dit::{DoubleBlock, Modality, RopeLayout, Rows, Segment, SingleBlock, Time};
+    use crate::weights::{Scope, SeededSource};
+    let c = config;
+    let d = c.dim;
+    let prefix = match kind {
+        BlockKind::Double => "double_blocks.0.",
+        BlockKind::Single => "single_blocks.0.",
+    };
+    let table: crate::weights::KeyTable = c.key_table("").into_iter().filter(|(k, _)| k.starts_with(prefix)).collect();
+    let src = SeededSource::new("seeded block", &table, 7);
+    let scope = Scope::root(&src, prefix);
+    let audio = (tokens / 200).max(1);
+    let video = tokens.saturating_sub(audio).max(1);
+    let rows = Rows {
+        grid: [1, 1, video],
+        video,
+        audio,
+        segments: vec![
+            Segment { rows: 0..video, modality: Modality::Video, t_index: 0 },
+            Segment { rows: video..video + audio, modality: Modality::Audio, t_index: 0 },
+        ],
+    };
+    let l = rows.total();
+    let time =
+        Time { e: g.upload_f32("e", &seeded(8, d), &[1, d])?, e0: g.upload_f32("e0", &seeded(9, 6 * d), &[1, 6 * d])? };
+    let rope = RopeLayout::new(g, c, &rows)?;
+    let x = g.upload_f32("x", &seeded(10, l * d), &[l, d])?;
+    let ctx = g.upload_f32("context", &seeded(11, c.text_len * d), &[c.text_len, d])?;
+    let (heads, eps) = (c.num_heads, c.eps as f32);
+    let weights_before = g.memory().live_bytes;
+    let (iters, s) = match kind {
+        BlockKind::Double => {
+            let b = DoubleBlock::load(g, scope, c, format)?;
+            let kv = b.cross_kv(g, &ctx, heads, eps)?;
+            g.reset_peak_memory();
+            time_loop(g, budget_s, 1, || {
+                b.forward(g, c, &x, &rows, &time, &kv, &rope, None)
+                    .map_err(|e| KernelError::Unsupported { op: "block bench", what: e.to_string() })
+            })?
+        }
+        BlockKind::Single => {
+            let b = SingleBlock::load(g, scope, c, format)?;
+            let kv = b.cross_kv(g, &ctx, heads, eps)?;
+            g.reset_peak_memory();
+            time_loop(g, budget_s, 1, || {
+                b.forward(g, c, &x, &rows, &time, &kv, &rope, None)
+                    .map_err(|e| KernelError::Unsupported { op: "block bench", what: e.to_string() })
+            })?
+        }
+    };
+    let _ = weights_before;
+    let (lf, df) = (l as f64, d as f64);
+    let linear = 2.0 * lf * (6.0 * df * df + 2.0 * df * c.ffn_dim as f64);
+    let attn = 4.0 * lf * lf * df + 4.0 * lf * c.text_len as f64 * df;
+    Ok(BenchResult {
+        label: format!("{kind:?} block d{d} L{l} {}", format.name()),
+        iters,
+        seconds_per_iter: s,
+        flops_per_iter: linear + attn,
+        peak_gpu_bytes: g.memory().peak_bytes,
+    })
+}

@@ -11,6 +11,7 @@ pub mod pickle;
 pub mod pth;
 pub mod safetensors;
 pub mod safetensors_writer;
+mod seeded;
 mod store;
 mod zip;
 
@@ -24,6 +25,7 @@ pub use pickle::PickleValue;
 pub use pth::Pth;
 pub use safetensors::{Safetensors, SafetensorsHeader};
 pub use safetensors_writer::{safetensors_to_vec, write_safetensors, SafetensorsWriter, TensorData};
+pub use seeded::SeededSource;
 pub use store::{check_keys, KeyTable, LoadError, Scope, ScopeBuf};
 
 /// Name, element type and shape of one stored tensor.
