@@ -2,14 +2,13 @@
 //! the case's `meta.json`, feed its `in.*` tensors, and compare every `out.*` and the `trace.*` the module exposes.
 //! `nava oracle CASE_DIR` prints the report; `tests/parity.rs` asserts it.
 
-use std::collections::BTreeMap;
+mod dit;
+
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::gpu::{Gpu, GpuTensor};
-use crate::kernels::gemm::WeightFormat;
-use crate::model::dit::{Dit, DitConfig, DitInput, Speakers, PREFIX};
+use crate::gpu::Gpu;
 use crate::model::ModelError;
 use crate::weights::{Checkpoint, TensorSource, WeightError};
 
@@ -110,7 +109,7 @@ pub fn run_case(g: &Gpu, dir: &Path) -> Result<CaseReport, OracleError> {
     let meta = read_meta(dir)?;
     let kind = meta["case"].as_str().unwrap_or("").to_string();
     let comparisons = match kind.as_str() {
-        "nava_dit" => run_dit(g, dir, &meta)?,
+        "nava_dit" => dit::run(g, dir, &meta)?,
         _ => return Err(OracleError::NotImplemented { dir: dir.to_path_buf(), kind }),
     };
     Ok(CaseReport { case: kind, dir: dir.to_path_buf(), comparisons })
@@ -125,83 +124,34 @@ pub fn case_dirs(root: &Path) -> Vec<PathBuf> {
     dirs
 }
 
-struct Io {
+/// The `io.safetensors` of a case: inputs, outputs and traces by name.
+pub(crate) struct Io {
     src: Checkpoint,
 }
 
 impl Io {
-    fn get(&self, name: &str) -> Option<Vec<f32>> {
+    pub(crate) fn open(dir: &Path) -> Result<Self, OracleError> {
+        Ok(Self { src: Checkpoint::open(dir.join("io.safetensors"))? })
+    }
+
+    /// A tensor's values as f32 (integer tensors converted), if present.
+    pub(crate) fn get(&self, name: &str) -> Option<Vec<f32>> {
         self.src.info(name)?;
         self.src.f32(name).ok().or_else(|| {
-            // integer tensors (timesteps, positions)
             let v = self.src.view(name).ok()?;
-            let b = &v.bytes;
             match v.dtype() {
-                crate::weights::WeightDType::I64 => {
-                    Some(b.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as f32).collect())
-                }
+                crate::weights::WeightDType::I64 => Some(
+                    v.bytes
+                        .chunks_exact(8)
+                        .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
+                        .collect(),
+                ),
                 _ => None,
             }
         })
     }
 
-    fn shape(&self, name: &str) -> Option<Vec<usize>> {
+    pub(crate) fn shape(&self, name: &str) -> Option<Vec<usize>> {
         self.src.info(name).map(|i| i.shape.clone())
     }
-}
-
-fn run_dit(g: &Gpu, dir: &Path, meta: &Value) -> Result<Vec<Comparison>, OracleError> {
-    let case = |problem: String| OracleError::Case { dir: dir.to_path_buf(), problem };
-    let config: DitConfig = serde_json::from_value(meta["config"].clone()).map_err(|e| case(format!("config: {e}")))?;
-    let weights = Checkpoint::open(dir.join("weights.safetensors"))?;
-    let dit = Dit::load(g, &weights, PREFIX, config.clone(), WeightFormat::F32)?;
-    let io = Io { src: Checkpoint::open(dir.join("io.safetensors"))? };
-    let subcases = meta["subcases"].as_object().ok_or_else(|| case("meta.json has no subcases".into()))?;
-    let mut out = Vec::new();
-    for (sub, spec) in subcases {
-        let need = |name: &str| -> Result<(Vec<f32>, Vec<usize>), OracleError> {
-            let key = format!("in.{sub}.{name}");
-            Ok((io.get(&key).ok_or_else(|| case(format!("missing {key}")))?, io.shape(&key).unwrap_or_default()))
-        };
-        let i2v = spec["spec"]["i2v"].as_bool().unwrap_or(false);
-        let (vid, vid_shape) = if i2v { need("vid_frame0_replaced")? } else { need("vid")? };
-        let (audio, audio_shape) = need("audio")?;
-        let (ctx, ctx_shape) = need("context")?;
-        let (t, _) = need("t")?;
-        let spk_embed = io.get(&format!("in.{sub}.spk_embed"));
-        let spk_pos = io.get(&format!("in.{sub}.spk_pos"));
-        let masking = spec["spec"]["masking_modality"].as_bool().unwrap_or(false);
-        let video = g.upload_f32("video", &vid, &vid_shape).map_err(ModelError::from)?;
-        let audio = g.upload_f32("audio", &audio, &audio_shape).map_err(ModelError::from)?;
-        let context = g.upload_f32("context", &ctx, &ctx_shape).map_err(ModelError::from)?;
-        let speakers = spk_embed.map(|e| Speakers {
-            embeddings: e.chunks(crate::model::dit::SPK_DIM).map(<[f32]>::to_vec).collect(),
-            positions: spk_pos.as_ref().map(|p| p.iter().map(|&v| v as usize).collect()),
-        });
-        let prepared = dit.prepare_context(g, &context, &context, speakers.as_ref())?;
-        let input =
-            DitInput { video: &video, audio: &audio, t: t[0], first_frame_is_clean: i2v, masking_modality: masking };
-        let mut traces: BTreeMap<String, GpuTensor> = BTreeMap::new();
-        traces.insert("ctx_used".into(), prepared.embedded.clone());
-        let mut record = |name: &str, t: &GpuTensor| {
-            // Block outputs are updated in place: keep a copy.
-            if let Ok(c) = crate::kernels::elementwise::copy(g, t) {
-                traces.insert(name.to_string(), c);
-            }
-        };
-        let result = dit.forward(g, &input, &prepared, Some(&mut record))?;
-        let mut check = |name: String, t: &GpuTensor| -> Result<(), OracleError> {
-            if let Some(want) = io.get(&name) {
-                let got = g.read_f32_blocking(t).map_err(ModelError::from)?;
-                out.push(compare(&name, &got, &want, F32_ABS, F32_REL));
-            }
-            Ok(())
-        };
-        check(format!("out.{sub}.vid"), &result.video)?;
-        check(format!("out.{sub}.audio"), &result.audio)?;
-        for (name, t) in &traces {
-            check(format!("trace.{sub}.{name}"), t)?;
-        }
-    }
-    Ok(out)
 }
