@@ -124,3 +124,39 @@ fn weight_formats_deviate_from_f32_within_bounds() {
         }
     }
 }
+
+/// Latents that do not fit the model get errors that say what was expected.
+#[test]
+fn bad_latents_are_named() {
+    use nava::gpu::{Gpu, GpuOptions};
+    use nava::kernels::gemm::WeightFormat;
+    use nava::model::dit::{Dit, DitInput};
+    let Some(dir) = dit_cases().into_iter().next() else {
+        println!("skipped: no nava_dit case");
+        return;
+    };
+    let g = Gpu::new_blocking(&GpuOptions::from_env()).expect("a GPU adapter");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
+    let c: DitConfig = serde_json::from_value(meta["config"].clone()).unwrap();
+    let ck = Checkpoint::open(dir.join("weights.safetensors")).unwrap();
+    let dit = Dit::load(&g, &ck, PREFIX, c.clone(), WeightFormat::F32).unwrap();
+    let zeros = |shape: &[usize]| g.upload_f32("t", &vec![0.0; shape.iter().product()], shape).unwrap();
+    let audio = zeros(&[4, c.audio_in_dim]);
+    let check = |video: &nava::gpu::GpuTensor, audio: &nava::gpu::GpuTensor, needle: &str| {
+        let inp = DitInput { video, audio, t: 500.0, first_frame_is_clean: false, masking_modality: false };
+        let e = dit.rows(&inp).unwrap_err().to_string();
+        assert!(e.contains(needle), "{e}");
+    };
+    check(&zeros(&[c.vid_in_dim + 1, 1, 4, 4]), &audio, &format!("the model expects {}", c.vid_in_dim));
+    check(&zeros(&[c.vid_in_dim, 1, 3, 4]), &audio, "divisible by the patch 2×2");
+    check(
+        &zeros(&[c.vid_in_dim, 1, 4, 4]),
+        &zeros(&[4, c.audio_in_dim + 2]),
+        &format!("the model expects {}", c.audio_in_dim),
+    );
+    // A context longer than the model's text length.
+    let long = zeros(&[c.text_len + 1, c.text_dim]);
+    let e = dit.prepare_context(&g, &long, &long, None).err().unwrap().to_string();
+    assert!(e.contains(&format!("at most {}", c.text_len)), "{e}");
+}
