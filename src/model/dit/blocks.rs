@@ -41,6 +41,12 @@ impl RopeLayout {
         })
     }
 
+    /// Whether this layout serves `rows` (same grid and audio length).
+    pub fn fits(&self, rows: &Rows) -> bool {
+        let grid = self.table.grid();
+        grid.video == rows.grid && grid.audio == rows.audio
+    }
+
     /// Rotates q or k `[L, dim]` in place.
     fn apply(&self, g: &Gpu, x: &GpuTensor) -> Result<(), ModelError> {
         let l = x.shape()[0];

@@ -125,6 +125,8 @@ pub struct Dit {
     single_blocks: Vec<SingleBlock>,
     head: Head,
     head_audio: Head,
+    /// The RoPE table of the last layout: a generation keeps one layout for all its steps.
+    rope: std::sync::Mutex<Option<std::sync::Arc<blocks::RopeLayout>>>,
 }
 
 /// The key prefix of the DiT inside `NAVA.safetensors`.
@@ -176,6 +178,7 @@ impl Dit {
             single_blocks,
             head: Head::load(g, w.scope("head").get(), d, c.vid_out_dim * pt * ph * pw, eps)?,
             head_audio: Head::load(g, w.scope("head_audio").get(), d, c.audio_out_dim, eps)?,
+            rope: std::sync::Mutex::new(None),
             config,
         })
     }
@@ -268,7 +271,7 @@ impl Dit {
         embed::video_tokens(g, &self.patch_embedding, input.video, c, &x.rows(0, rows.video).expect("video rows"))?;
         self.audio_embed.forward_into(g, input.audio, &x.rows(rows.video, rows.audio).expect("audio rows"))?;
         emit("x_in", &x);
-        let rope = blocks::RopeLayout::new(g, c, &rows)?;
+        let rope = self.rope_layout(g, &rows)?;
         let masked = input.masking_modality.then(|| rows.masked_segments());
         for (i, b) in self.double_blocks.iter().enumerate() {
             b.forward(g, c, &x, &rows, &time, &ctx.double[i], &rope, masked.as_ref().map(|s| &s[..]))?;
@@ -285,6 +288,19 @@ impl Dit {
         emit("head_audio_raw", &audio);
         let video = embed::unpatchify(g, &video, rows.grid, c)?;
         Ok(DitOutput { video, audio })
+    }
+}
+
+impl Dit {
+    /// The RoPE layout of `rows`, built once and reused while the layout stays the same.
+    fn rope_layout(&self, g: &Gpu, rows: &Rows) -> Result<std::sync::Arc<blocks::RopeLayout>, ModelError> {
+        let mut cached = self.rope.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = cached.as_ref().filter(|r| r.fits(rows)) {
+            return Ok(r.clone());
+        }
+        let r = std::sync::Arc::new(blocks::RopeLayout::new(g, &self.config, rows)?);
+        *cached = Some(r.clone());
+        Ok(r)
     }
 }
 
