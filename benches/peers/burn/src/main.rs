@@ -2,11 +2,17 @@
 //! adapter so nava's GEMM can be compared against it on the same device.
 //!
 //! Usage: burn-matmul [--m M] [--n N] [--k K] [--seconds S] [--warmup W]
+//!
+//! Burn's default `autotune` benchmarks candidate matmul kernels on the first
+//! call for a shape and persists the choice. The cache is kept next to this
+//! executable (`<exe dir>/autotune/`), or under `BURN_PEER_AUTOTUNE_DIR`, so it
+//! never lands in whatever project happens to be the working directory.
 
 use std::time::{Duration, Instant};
 
 use burn::backend::wgpu::{graphics::AutoGraphicsApi, init_setup, RuntimeOptions, WgpuDevice};
 use burn::backend::Wgpu;
+use burn::cubecl::config::{cache::CacheConfig, GlobalConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 
@@ -26,13 +32,7 @@ fn usage() -> ! {
 }
 
 fn parse_args() -> Args {
-    let mut args = Args {
-        m: 1024,
-        n: 1024,
-        k: 1024,
-        seconds: 3.0,
-        warmup: 5,
-    };
+    let mut args = Args { m: 1024, n: 1024, k: 1024, seconds: 3.0, warmup: 5 };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         if flag == "-h" || flag == "--help" {
@@ -72,8 +72,26 @@ fn sync(device: &WgpuDevice) {
     B::sync(device).expect("burn backend sync failed");
 }
 
+/// Points cubecl's persistent autotune cache away from the working directory
+/// (its default is `<nearest dir with a Cargo.toml>/target`). Must run before
+/// any cubecl use; keeps `CUBECL_*` environment overrides.
+fn configure_cubecl() -> std::path::PathBuf {
+    let root = match std::env::var_os("BURN_PEER_AUTOTUNE_DIR") {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|p| p.to_path_buf()))
+            .unwrap_or_else(std::env::temp_dir),
+    };
+    let mut config = GlobalConfig::default().override_from_env();
+    config.autotune.cache = CacheConfig::File(root.clone());
+    GlobalConfig::set(config);
+    root.join("autotune")
+}
+
 fn main() {
     let args = parse_args();
+    let cache_dir = configure_cubecl();
     let (m, n, k) = (args.m, args.n, args.k);
 
     let device = WgpuDevice::DefaultDevice;
@@ -87,6 +105,7 @@ fn main() {
     );
     println!("burn backend: {}", B::name(&device));
     println!("shape: M={m} N={n} K={k} (f32)");
+    println!("autotune cache: {}", cache_dir.display());
 
     B::seed(&device, 0x5eed);
     let a = Tensor::<B, 2>::random([m, k], Distribution::Uniform(-1.0, 1.0), &device);
@@ -101,11 +120,7 @@ fn main() {
         sync(&device);
         drop(c);
     }
-    println!(
-        "warm-up: {} iterations in {:.3} s",
-        args.warmup.max(1),
-        t0.elapsed().as_secs_f64()
-    );
+    println!("warm-up: {} iterations in {:.3} s", args.warmup.max(1), t0.elapsed().as_secs_f64());
 
     // Timed loop: one matmul, then a full device sync, per iteration. The
     // output is kept alive until after the sync so the work cannot be elided.
