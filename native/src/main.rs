@@ -1,7 +1,9 @@
 //! `nava`: the command-line app. Parses arguments, calls the library, prints results; no model math here.
 
 mod bench;
+mod convert;
 mod info;
+mod inspect;
 
 use std::process::ExitCode;
 
@@ -26,6 +28,10 @@ enum Command {
         #[command(subcommand)]
         what: bench::BenchCmd,
     },
+    /// List the tensors of checkpoint files (or converted directories); --expect checks them against a model.
+    Inspect(inspect::InspectArgs),
+    /// Convert official checkpoints into the runtime layout (manifest + shards), optionally quantised.
+    Convert(convert::ConvertArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +43,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Info => info::run(&opts),
         Command::Bench { what } => bench::run(&opts, what),
+        Command::Inspect(a) => inspect::run(a),
+        Command::Convert(a) => convert::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

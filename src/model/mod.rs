@@ -2,5 +2,7 @@
 
 pub mod dit;
 mod error;
+mod known;
 
 pub use error::ModelError;
+pub use known::KnownModel;

@@ -1,7 +1,7 @@
 //! DiT configuration in the reference JSON form (`NAVA_6B.json` of ernie-research/NAVA), NAVA.md §4.1, and the
 //! key table it implies. Every shape and count the DiT uses comes from here.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::ModelError;
 use crate::weights::KeyTable;
@@ -16,7 +16,7 @@ fn one() -> f64 {
     1.0
 }
 
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 pub struct DitConfig {
     pub dim: usize,
     pub ffn_dim: usize,
@@ -86,7 +86,7 @@ impl DitConfig {
     /// Refuses what this implementation does not build (and the release never used).
     pub fn validate(&self) -> Result<(), ModelError> {
         let bad = |m: String| Err(ModelError::Config(m));
-        if self.num_heads == 0 || self.dim % self.num_heads != 0 || self.head_dim() % 2 != 0 {
+        if self.num_heads == 0 || !self.dim.is_multiple_of(self.num_heads) || !self.head_dim().is_multiple_of(2) {
             return bad(format!("dim {} must split into {} heads of even size", self.dim, self.num_heads));
         }
         if !self.qk_norm || !self.cross_attn_norm || !self.no_split_norm_ffn {
@@ -95,7 +95,7 @@ impl DitConfig {
         if self.num_double_final_layers != 0 {
             return bad("num_double_final_layers > 0 is not supported".into());
         }
-        if self.patch_size[0] != 1 || self.freq_dim % 2 != 0 {
+        if self.patch_size[0] != 1 || !self.freq_dim.is_multiple_of(2) {
             return bad("the temporal patch size must be 1 and freq_dim even".into());
         }
         Ok(())
