@@ -1,7 +1,9 @@
 //! `nava`: the command-line app. Parses arguments, calls the library, prints results; no model math here.
 
 mod bench;
+mod convert;
 mod info;
+mod inspect;
 mod oracle;
 
 use std::process::ExitCode;
@@ -33,6 +35,10 @@ enum Command {
         #[command(subcommand)]
         what: bench::BenchCmd,
     },
+    /// List the tensors of checkpoint files (or converted directories); --expect checks them against a model.
+    Inspect(inspect::InspectArgs),
+    /// Convert official checkpoints into the runtime layout (manifest + shards), optionally quantised.
+    Convert(convert::ConvertArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +51,8 @@ fn main() -> ExitCode {
         Command::Info => info::run(&opts),
         Command::Bench { what } => bench::run(&opts, what),
         Command::Oracle { dirs } => oracle::run(&opts, &dirs),
+        Command::Inspect(a) => inspect::run(a),
+        Command::Convert(a) => convert::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

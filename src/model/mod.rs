@@ -2,6 +2,8 @@
 
 pub mod dit;
 mod error;
+mod known;
 pub mod layers;
 
 pub use error::ModelError;
+pub use known::KnownModel;

@@ -56,6 +56,15 @@ pub enum WeightError {
     Unsupported { file: PathBuf, what: String, fix: String },
     #[error("{}: cannot write `{key}`: {reason}", .file.display())]
     Write { file: PathBuf, key: String, reason: String },
+    #[error("{}: corrupt manifest: {reason} — re-run nava convert, or download the converted weights again",
+            .file.display())]
+    Manifest { file: PathBuf, reason: String },
+    #[error("{}: shard {shard} listed in manifest.json is missing: re-run nava convert or download it again",
+            .dir.display())]
+    MissingShard { dir: PathBuf, shard: String },
+    #[error("{}: {reason} — the shard does not match manifest.json: re-run nava convert or download it again",
+            .file.display())]
+    Shard { file: PathBuf, reason: String },
 }
 
 fn first(keys: &[String]) -> &str {

@@ -3,30 +3,42 @@
 //! a list of [`TensorInfo`] and, per tensor, its little-endian bytes or its values as f32.
 //!
 //! Platform differences live in [`Blob`] (where the bytes come from); everything above it sees `&[u8]`.
+//!
+//! `nava convert` (convert.rs, pack.rs) writes the runtime layout — a directory of `manifest.json` and
+//! safetensors shards, GEMM weights optionally packed in the GPU word layout — and [`ManifestSource`]
+//! (manifest.rs) reads it back through the same [`TensorSource`] trait.
 
 mod blob;
+pub mod convert;
 mod dtype;
 mod error;
+pub mod manifest;
+pub mod pack;
 pub mod pickle;
 pub mod pth;
 pub mod safetensors;
 pub mod safetensors_writer;
 mod seeded;
 mod store;
+mod tables;
 mod zip;
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 pub use blob::Blob;
+pub use convert::{convert, ConvertOptions, ModelInput, ModelReport, Progress, DEFAULT_SHARD_LIMIT};
 pub use dtype::{f8e4m3_to_f32, f8e5m2_to_f32, to_f32, WeightDType};
 pub use error::WeightError;
+pub use manifest::{Manifest, ManifestSource};
+pub use pack::Quant;
 pub use pickle::PickleValue;
 pub use pth::Pth;
 pub use safetensors::{Safetensors, SafetensorsHeader};
 pub use safetensors_writer::{safetensors_to_vec, write_safetensors, SafetensorsWriter, TensorData};
 pub use seeded::SeededSource;
-pub use store::{check_keys, KeyTable, LoadError, Scope, ScopeBuf};
+pub use store::{check_keys, compare_keys, KeyReport, KeyTable, LoadError, Scope, ScopeBuf};
+pub use tables::{OfficialFile, OfficialTable};
 
 /// Name, element type and shape of one stored tensor.
 #[derive(Clone, Debug, PartialEq, Eq)]

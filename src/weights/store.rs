@@ -14,34 +14,68 @@ use super::{TensorSource, WeightDType, WeightError};
 /// Every key a model reads, with its shape.
 pub type KeyTable = Vec<(String, Vec<usize>)>;
 
-/// Compares the file with the model's key table. Keys the model does not read are an error too (they usually
+/// How a file's keys differ from a model's key table: every missing, unexpected and mis-shaped key, in table
+/// order (missing, mis-shaped) and file order (unexpected).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyReport {
+    pub missing: Vec<String>,
+    pub unexpected: Vec<String>,
+    /// `(key, expected shape, shape in the file)`.
+    pub misshaped: Vec<(String, Vec<usize>, Vec<usize>)>,
+}
+
+impl KeyReport {
+    /// Whether the file matches the table exactly.
+    pub fn is_clean(&self) -> bool {
+        self.missing.is_empty() && self.unexpected.is_empty() && self.misshaped.is_empty()
+    }
+
+    /// One line per problem, every one of them (for `nava inspect --expect`).
+    pub fn lines(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.missing.iter().map(|k| format!("missing     {k}")).collect();
+        out.extend(self.unexpected.iter().map(|k| format!("unexpected  {k}")));
+        out.extend(
+            self.misshaped
+                .iter()
+                .map(|(k, want, got)| format!("mis-shaped  {k}: {got:?} in the file, expected {want:?}")),
+        );
+        out
+    }
+}
+
+/// Compares the file with the model's key table. Keys the model does not read are reported too (they usually
 /// mean a file of another model), except fp8 `*.weight_scale` companions of fp8 weights.
-pub fn check_keys(src: &dyn TensorSource, expected: &KeyTable, hint: &str) -> Result<(), WeightError> {
+pub fn compare_keys(src: &dyn TensorSource, expected: &KeyTable) -> KeyReport {
     let want: BTreeMap<&str, &Vec<usize>> = expected.iter().map(|(k, s)| (k.as_str(), s)).collect();
-    let mut missing = Vec::new();
-    let mut misshaped = Vec::new();
+    let mut r = KeyReport::default();
     for (key, shape) in expected {
         match src.info(key) {
-            None => missing.push(key.clone()),
-            Some(info) if &info.shape != shape => misshaped.push((key.clone(), shape.clone(), info.shape.clone())),
+            None => r.missing.push(key.clone()),
+            Some(info) if &info.shape != shape => r.misshaped.push((key.clone(), shape.clone(), info.shape.clone())),
             Some(_) => {}
         }
     }
-    let unexpected: Vec<String> = src
+    r.unexpected = src
         .tensors()
         .iter()
         .map(|t| t.name.clone())
         .filter(|k| !want.contains_key(k.as_str()))
         .filter(|k| !is_fp8_scale(src, k))
         .collect();
-    if missing.is_empty() && unexpected.is_empty() && misshaped.is_empty() {
+    r
+}
+
+/// [`compare_keys`] as one [`WeightError::Mismatch`] carrying the whole report.
+pub fn check_keys(src: &dyn TensorSource, expected: &KeyTable, hint: &str) -> Result<(), WeightError> {
+    let r = compare_keys(src, expected);
+    if r.is_clean() {
         return Ok(());
     }
     Err(WeightError::Mismatch {
         file: src.file().to_path_buf(),
-        missing,
-        unexpected,
-        misshaped,
+        missing: r.missing,
+        unexpected: r.unexpected,
+        misshaped: r.misshaped,
         hint: hint.to_string(),
     })
 }

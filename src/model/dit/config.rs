@@ -1,7 +1,7 @@
 //! DiT configuration in the reference JSON form (`NAVA_6B.json` of ernie-research/NAVA), NAVA.md §4.1, and the
 //! key table it implies. Every shape and count the DiT uses comes from here.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::ModelError;
 use crate::weights::KeyTable;
@@ -16,7 +16,7 @@ fn one() -> f64 {
     1.0
 }
 
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 pub struct DitConfig {
     pub dim: usize,
     pub ffn_dim: usize,
