@@ -498,3 +498,29 @@ fn expect_reports_every_missing_unexpected_and_misshaped_key() {
 }
 
 fn drop_ok(_: ()) {}
+
+/// Loading from a converted directory uploads the packed words as they are: a q8 weight stays q8 even when the
+/// loader asks for f32, and computes exactly what the stored values give.
+#[test]
+fn packed_weights_upload_without_repacking() {
+    use nava::gpu::{Gpu, GpuOptions};
+    use nava::kernels::gemm::{gemm, Epilogue, Weight, WeightFormat};
+    let dir = scratch("upload");
+    let file = dir.join("dit.safetensors");
+    write(&file, &dit_like());
+    let src = Safetensors::open(&file).expect("source");
+    let out = dir.join("q8");
+    run_convert(&out, &src, Quant::Q8).expect("convert");
+    let conv = ManifestSource::open(&out, "nava-dit").expect("open");
+    let g = Gpu::new_blocking(&GpuOptions::from_env()).expect("a GPU adapter");
+    let key = "double_blocks.0.self_attn.q.weight";
+    let w = Scope::root(&conv, "backbone.").weight(&g, key, &[258, 300], WeightFormat::F32).expect("load");
+    assert_eq!((w.format, w.n, w.k), (WeightFormat::Q8, 258, 300));
+    let p = conv.packed(&format!("backbone.{key}")).expect("read").expect("stored packed");
+    let direct = Weight::upload(&g, "direct", &p).expect("upload");
+    let x = g.upload_f32("x", &(0..600).map(|i| (i as f32 * 0.37).sin()).collect::<Vec<_>>(), &[2, 300]).unwrap();
+    let a = g.read_f32_blocking(&gemm(&g, &x, &w, Epilogue::default()).unwrap()).unwrap();
+    let b = g.read_f32_blocking(&gemm(&g, &x, &direct, Epilogue::default()).unwrap()).unwrap();
+    assert_eq!(a, b);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -423,6 +423,9 @@ impl TensorSource for ManifestSource {
     fn file(&self) -> &Path {
         &self.label
     }
+    fn packed(&self, name: &str) -> Result<Option<PackedWeight>, WeightError> {
+        ManifestSource::packed(self, name)
+    }
     fn tensors(&self) -> &[TensorInfo] {
         &self.infos
     }

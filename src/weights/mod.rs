@@ -100,6 +100,12 @@ pub trait TensorSource {
         Ok(self.view(name)?.bytes)
     }
 
+    /// A GEMM weight already stored in the GPU word layout (a converted directory), used as it is whatever
+    /// format the loader asked for; `None` for ordinary tensors.
+    fn packed(&self, _name: &str) -> Result<Option<crate::kernels::gemm::PackedWeight>, WeightError> {
+        Ok(None)
+    }
+
     /// One float tensor's values as f32; [`WeightError::DType`] for integer and bool tensors.
     fn f32(&self, name: &str) -> Result<Vec<f32>, WeightError> {
         let v = self.view(name)?;

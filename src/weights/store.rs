@@ -162,6 +162,17 @@ impl<'a> Scope<'a> {
         let out = shape[0];
         let inp: usize = shape[1..].iter().product();
         let dtype = self.src.info(&key).map(|i| i.dtype);
+        if let Some(p) = self.src.packed(&key)? {
+            if (p.n, p.k) != (out, inp) {
+                return Err(LoadError::Weights(WeightError::Shape {
+                    file: self.src.file().to_path_buf(),
+                    key,
+                    expected: shape.to_vec(),
+                    found: vec![p.n, p.k],
+                }));
+            }
+            return Ok(Weight::upload(g, &key, &p)?);
+        }
         let packed = match (dtype, format) {
             (Some(WeightDType::F8E4M3), _) => {
                 self.f32(name, shape).map(drop)?; // shape check
