@@ -423,8 +423,8 @@ impl TensorSource for ManifestSource {
     fn file(&self) -> &Path {
         &self.label
     }
-    fn packed(&self, name: &str) -> Result<Option<PackedWeight>, WeightError> {
-        ManifestSource::packed(self, name)
+    fn packed(&self, name: &str) -> Result<Option<std::borrow::Cow<'_, PackedWeight>>, WeightError> {
+        Ok(ManifestSource::packed(self, name)?.map(std::borrow::Cow::Owned))
     }
     fn tensors(&self) -> &[TensorInfo] {
         &self.infos

@@ -13,6 +13,7 @@ pub mod convert;
 mod dtype;
 mod error;
 pub mod manifest;
+mod memory;
 pub mod pack;
 pub mod pickle;
 pub mod pth;
@@ -31,6 +32,7 @@ pub use convert::{convert, ConvertOptions, ModelInput, ModelReport, Progress, DE
 pub use dtype::{f8e4m3_to_f32, f8e5m2_to_f32, to_f32, WeightDType};
 pub use error::WeightError;
 pub use manifest::{Manifest, ManifestSource};
+pub use memory::MemorySource;
 pub use pack::Quant;
 pub use pickle::PickleValue;
 pub use pth::Pth;
@@ -102,7 +104,7 @@ pub trait TensorSource {
 
     /// A GEMM weight already stored in the GPU word layout (a converted directory), used as it is whatever
     /// format the loader asked for; `None` for ordinary tensors.
-    fn packed(&self, _name: &str) -> Result<Option<crate::kernels::gemm::PackedWeight>, WeightError> {
+    fn packed(&self, _name: &str) -> Result<Option<Cow<'_, crate::kernels::gemm::PackedWeight>>, WeightError> {
         Ok(None)
     }
 

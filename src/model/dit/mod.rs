@@ -8,6 +8,7 @@
 mod blocks;
 mod config;
 mod embed;
+mod offload;
 
 use std::ops::Range;
 
@@ -20,6 +21,7 @@ use super::ModelError;
 pub use blocks::{CrossKv, DoubleBlock, RopeLayout, SingleBlock};
 pub use config::{DitConfig, SPK_DIM};
 pub use embed::{AudioEmbed, Head, SpkToken, Time, TimeEmbed};
+pub use offload::{resident_blocks, LoadOptions, Offload};
 
 use super::layers::Linear;
 
@@ -121,8 +123,9 @@ pub struct Dit {
     speaker_embedding: Option<SpkToken>,
     text_embedding: [Linear; 2],
     time: TimeEmbed,
-    double_blocks: Vec<DoubleBlock>,
-    single_blocks: Vec<SingleBlock>,
+    double_blocks: Vec<offload::Slot<DoubleBlock>>,
+    single_blocks: Vec<offload::Slot<SingleBlock>>,
+    format: WeightFormat,
     head: Head,
     head_audio: Head,
     /// The RoPE table of the last layout: a generation keeps one layout for all its steps.
@@ -133,7 +136,8 @@ pub struct Dit {
 pub const PREFIX: &str = "backbone.";
 
 impl Dit {
-    /// Loads every tensor under `prefix`, after checking the file against the config's key table.
+    /// Loads every tensor under `prefix` onto the GPU, GEMM weights in `format`, after checking the file against
+    /// the config's key table.
     pub fn load(
         g: &Gpu,
         src: &dyn TensorSource,
@@ -141,6 +145,18 @@ impl Dit {
         config: DitConfig,
         format: WeightFormat,
     ) -> Result<Self, ModelError> {
+        Self::load_with(g, src, prefix, config, &LoadOptions { format, offload: Offload::Never })
+    }
+
+    /// Loads with block offload as `opts` asks.
+    pub fn load_with(
+        g: &Gpu,
+        src: &dyn TensorSource,
+        prefix: &str,
+        config: DitConfig,
+        opts: &LoadOptions,
+    ) -> Result<Self, ModelError> {
+        let format = opts.format;
         config.validate()?;
         check_keys(src, &config.key_table(prefix), "is this NAVA.safetensors (the DiT) and does the config match it?")?;
         let w = Scope::root(src, prefix);
@@ -151,11 +167,19 @@ impl Dit {
             Linear::load(g, w, "text_embedding.0", d, c.text_dim, format)?,
             Linear::load(g, w, "text_embedding.2", d, d, format)?,
         ];
+        let resident = offload::resident_blocks(c, prefix, opts);
         let double_blocks = (0..c.num_double_layers)
-            .map(|i| DoubleBlock::load(g, w.scope("double_blocks").get().at(i).get(), c, format))
+            .map(|i| {
+                let p = format!("{prefix}double_blocks.{i}.");
+                offload::load_slot(src, &p, i < resident, format, |s| DoubleBlock::load(g, s, c, format))
+            })
             .collect::<Result<_, _>>()?;
         let single_blocks = (0..c.num_single_layers)
-            .map(|i| SingleBlock::load(g, w.scope("single_blocks").get().at(i).get(), c, format))
+            .map(|i| {
+                let p = format!("{prefix}single_blocks.{i}.");
+                let keep = c.num_double_layers + i < resident;
+                offload::load_slot(src, &p, keep, format, |s| SingleBlock::load(g, s, c, format))
+            })
             .collect::<Result<_, _>>()?;
         let [pt, ph, pw] = c.patch_size;
         Ok(Self {
@@ -179,6 +203,7 @@ impl Dit {
             head: Head::load(g, w.scope("head").get(), d, c.vid_out_dim * pt * ph * pw, eps)?,
             head_audio: Head::load(g, w.scope("head_audio").get(), d, c.audio_out_dim, eps)?,
             rope: std::sync::Mutex::new(None),
+            format,
             config,
         })
     }
@@ -208,10 +233,17 @@ impl Dit {
             }
         }
         let eps = c.eps as f32;
-        let double =
-            self.double_blocks.iter().map(|b| b.cross_kv(g, &ctx, c.num_heads, eps)).collect::<Result<Vec<_>, _>>()?;
-        let single =
-            self.single_blocks.iter().map(|b| b.cross_kv(g, &ctx, c.num_heads, eps)).collect::<Result<Vec<_>, _>>()?;
+        let f = self.format;
+        let double = self
+            .double_blocks
+            .iter()
+            .map(|s| s.with(|w| DoubleBlock::load(g, w, c, f), |b| b.cross_kv(g, &ctx, c.num_heads, eps)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let single = self
+            .single_blocks
+            .iter()
+            .map(|s| s.with(|w| SingleBlock::load(g, w, c, f), |b| b.cross_kv(g, &ctx, c.num_heads, eps)))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Context { rows: c.text_len, double, single, embedded: ctx })
     }
 
@@ -273,12 +305,20 @@ impl Dit {
         emit("x_in", &x);
         let rope = self.rope_layout(g, &rows)?;
         let masked = input.masking_modality.then(|| rows.masked_segments());
-        for (i, b) in self.double_blocks.iter().enumerate() {
-            b.forward(g, c, &x, &rows, &time, &ctx.double[i], &rope, masked.as_ref().map(|s| &s[..]))?;
+        let masked = masked.as_ref().map(|s| &s[..]);
+        let f = self.format;
+        for (i, slot) in self.double_blocks.iter().enumerate() {
+            slot.with(
+                |w| DoubleBlock::load(g, w, c, f),
+                |b| b.forward(g, c, &x, &rows, &time, &ctx.double[i], &rope, masked),
+            )?;
             emit(&format!("double_{i}"), &x);
         }
-        for (i, b) in self.single_blocks.iter().enumerate() {
-            b.forward(g, c, &x, &rows, &time, &ctx.single[i], &rope, masked.as_ref().map(|s| &s[..]))?;
+        for (i, slot) in self.single_blocks.iter().enumerate() {
+            slot.with(
+                |w| SingleBlock::load(g, w, c, f),
+                |b| b.forward(g, c, &x, &rows, &time, &ctx.single[i], &rope, masked),
+            )?;
             emit(&format!("single_{i}"), &x);
         }
         let _ = ctx.rows;
@@ -292,6 +332,16 @@ impl Dit {
 }
 
 impl Dit {
+    /// Blocks kept in host memory and the bytes they upload per forward pass (0 without offload).
+    pub fn offload_report(&self) -> (usize, u64) {
+        offload::report(
+            self.double_blocks
+                .iter()
+                .map(|s| s.upload_bytes())
+                .chain(self.single_blocks.iter().map(|s| s.upload_bytes())),
+        )
+    }
+
     /// The RoPE layout of `rows`, built once and reused while the layout stays the same.
     fn rope_layout(&self, g: &Gpu, rows: &Rows) -> Result<std::sync::Arc<blocks::RopeLayout>, ModelError> {
         let mut cached = self.rope.lock().unwrap_or_else(|e| e.into_inner());
