@@ -7,6 +7,7 @@ pub mod kernels;
 pub mod model;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod oracle;
+pub mod pipeline;
 pub mod weights;
 
 #[cfg(not(target_arch = "wasm32"))]

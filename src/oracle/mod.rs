@@ -3,6 +3,7 @@
 //! `nava oracle CASE_DIR` prints the report; `tests/parity.rs` asserts it.
 
 mod dit;
+mod sampler;
 
 use std::path::{Path, PathBuf};
 
@@ -110,6 +111,7 @@ pub fn run_case(g: &Gpu, dir: &Path) -> Result<CaseReport, OracleError> {
     let kind = meta["case"].as_str().unwrap_or("").to_string();
     let comparisons = match kind.as_str() {
         "nava_dit" => dit::run(g, dir, &meta)?,
+        "nava_sampler" => sampler::run(g, dir, &meta)?,
         _ => return Err(OracleError::NotImplemented { dir: dir.to_path_buf(), kind }),
     };
     Ok(CaseReport { case: kind, dir: dir.to_path_buf(), comparisons })
