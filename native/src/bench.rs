@@ -47,6 +47,34 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
     },
+    /// The whole denoiser over a latent: seeded weights at a tiny size, or a real checkpoint / converted
+    /// directory; reports seconds per forward, tokens/s, peak GPU memory and block-offload uploads.
+    Dit {
+        /// NAVA.safetensors, NAVA_fp8.safetensors or a converted directory (default: seeded tiny model).
+        #[arg(long)]
+        weights: Option<std::path::PathBuf>,
+        /// The DiT config JSON (default: NAVA_6B with --weights, the tiny config without).
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+        #[arg(long, default_value = "f32")]
+        dtype: String,
+        /// Keep every block in host memory and upload it when it runs.
+        #[arg(long)]
+        offload: bool,
+        /// GPU memory budget in GiB: blocks that do not fit are offloaded.
+        #[arg(long)]
+        max_vram: Option<f64>,
+        /// Latent frames, height and width (the latent grid, 16× smaller than pixels).
+        #[arg(long, default_value_t = 3)]
+        frames: usize,
+        #[arg(long, default_value_t = 8)]
+        height: usize,
+        #[arg(long, default_value_t = 12)]
+        width: usize,
+        /// Forward passes to time.
+        #[arg(long, default_value_t = 2)]
+        steps: usize,
+    },
 }
 
 fn format_arg(dtype: &str) -> Result<WeightFormat, String> {
@@ -78,6 +106,15 @@ pub fn run(opts: &GpuOptions, cmd: BenchCmd) -> Result<(), Box<dyn std::error::E
             report(&r);
             println!("GFLOP/s: {:.2}", r.gflops());
             println!("tokens/s: {:.2}", tokens as f64 / r.seconds_per_iter);
+        }
+        BenchCmd::Dit { weights, config, dtype, offload, max_vram, frames, height, width, steps } => {
+            let offload = match (offload, max_vram) {
+                (true, _) => nava::model::dit::Offload::Always,
+                (false, Some(gib)) => nava::model::dit::Offload::Budget((gib * (1u64 << 30) as f64) as u64),
+                (false, None) => nava::model::dit::Offload::Never,
+            };
+            let opts = nava::model::dit::LoadOptions { format: format_arg(&dtype)?, offload };
+            crate::dit_bench::run(&g, weights.as_deref(), config.as_deref(), &opts, [frames, height, width], steps)?;
         }
     }
     Ok(())

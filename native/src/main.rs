@@ -2,6 +2,7 @@
 
 mod bench;
 mod convert;
+mod dit_bench;
 mod info;
 mod inspect;
 mod oracle;

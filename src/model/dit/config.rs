@@ -77,6 +77,21 @@ impl DitConfig {
         }
     }
 
+    /// A small model of the same architecture (width 128, 2 + 2 blocks) for smoke tests and the built-in default.
+    pub fn tiny() -> Self {
+        Self {
+            dim: 128,
+            ffn_dim: 256,
+            freq_dim: 64,
+            num_heads: 2,
+            num_double_layers: 2,
+            num_single_layers: 2,
+            text_len: 32,
+            text_dim: 64,
+            ..Self::nava_6b()
+        }
+    }
+
     pub fn from_json(text: &str) -> Result<Self, ModelError> {
         let c: Self = serde_json::from_str(text).map_err(|e| ModelError::Config(format!("DiT config JSON: {e}")))?;
         c.validate()?;
