@@ -95,6 +95,11 @@ impl Variant {
     }
 }
 
+/// The variants this device runs (for `nava info`).
+pub fn selected(g: &Gpu) -> Vec<String> {
+    Kernel::ALL.iter().map(|&kernel| Variant::pick(g, kernel).spec().label).collect()
+}
+
 /// Every variant, for the validation test.
 pub fn variants() -> Vec<Spec> {
     Kernel::ALL.iter().map(|&kernel| Variant { kernel, wg: 64 }.spec()).collect()

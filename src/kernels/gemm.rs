@@ -395,7 +395,9 @@ impl Variant {
     }
 
     fn pick(g: &Gpu, format: WeightFormat, f16: bool) -> Self {
-        Self { format, wg: 64.min(g.limits.max_compute_invocations_per_workgroup), f16 }
+        // NAVA_GEMM_WG overrides the workgroup size for tuning (a debug switch, see README).
+        let wg = std::env::var("NAVA_GEMM_WG").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
+        Self { format, wg: wg.clamp(1, g.limits.max_compute_invocations_per_workgroup), f16 }
     }
 }
 

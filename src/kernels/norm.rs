@@ -134,6 +134,14 @@ const CPU_ROW_TILE: (u32, u32) = (8, 2);
 /// Invocations per workgroup of the channel norms on CPU drivers (16 to 64 measure the same on lavapipe).
 const CPU_CHAN_WG: u32 = 64;
 
+/// The variants this device runs (for `nava info`).
+pub fn selected(g: &Gpu) -> Vec<String> {
+    [Kernel::LayerNorm, Kernel::RmsNorm, Kernel::ChanNorm, Kernel::ChanSumsq, Kernel::ChanApply]
+        .into_iter()
+        .map(|k| Variant::pick(g, k, false).spec().label)
+        .collect()
+}
+
 /// Every variant, for the validation test.
 pub fn variants() -> Vec<Spec> {
     let mut v = Vec::new();
