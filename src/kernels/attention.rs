@@ -1,8 +1,386 @@
-//! Launcher for `shaders/attention.wgsl` (being written).
+//! Launcher for `shaders/attention.wgsl`: non-causal multi-head attention, flash style (online softmax, O(L)
+//! memory), `o = softmax(scale · q·kᵀ + bias) · v` per head, as in PyTorch's `scaled_dot_product_attention` with
+//! q, k, v in the `[L, H, D]` layout that a `[L, H·D]` projection output already has.
+//!
+//! Optional parts: a scale other than 1/√D (UMT5 uses 1.0), an additive bias `[H, Lq, Lk]` (UMT5's relative
+//! position bias), and segments that cut the sequence into independent blocks (NAVA's modality-masked pass, where
+//! video rows attend only video keys and audio rows only audio keys).
+//!
+//! Tensors larger than one binding are split into windows: query rows across launches, and keys across launches
+//! that carry the softmax state (running max and sum, plus the unnormalised output) from one to the next.
 
-use crate::gpu::Spec;
+use crate::gpu::{spread, Access, DType, Family, Gpu, GpuTensor, Spec};
+
+use super::{Check, KernelError};
+
+pub static FAMILY: Family = Family {
+    name: "attention",
+    source: include_str!("../../shaders/attention.wgsl"),
+};
+
+const OP: &str = "attention";
+
+/// Largest head dim: the shader keeps q and the output row of each query in private arrays of this size.
+pub const MAX_HEAD_DIM: usize = 128;
+
+/// Queries `q_start .. q_start + q_len` attend only keys `k_start .. k_start + k_len`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    pub q_start: usize,
+    pub q_len: usize,
+    pub k_start: usize,
+    pub k_len: usize,
+}
+
+impl Segment {
+    pub fn new(q_start: usize, q_len: usize, k_start: usize, k_len: usize) -> Self {
+        Self {
+            q_start,
+            q_len,
+            k_start,
+            k_len,
+        }
+    }
+}
+
+/// Everything about an attention call beyond q, k and v. `Default` is plain joint attention with scale 1/√D.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AttentionOptions<'a> {
+    /// Multiplies q·k before the bias is added; `None` means 1/√D.
+    pub scale: Option<f32>,
+    /// Independent blocks whose query ranges are disjoint and together cover all query rows. `None`: every query
+    /// attends every key.
+    pub segments: Option<&'a [Segment]>,
+    /// Added to the scaled scores, `[H, Lq, Lk]` f32 (in whole-tensor coordinates, also with segments).
+    pub bias: Option<&'a GpuTensor>,
+    /// Keys per launch (default: as many as one binding holds). Smaller values bound the time of one dispatch,
+    /// which matters where a driver or browser kills long-running work.
+    pub max_keys_per_launch: Option<usize>,
+    /// Query rows per launch (default: as many as one binding holds).
+    pub max_queries_per_launch: Option<usize>,
+    /// Workgroup shape; `None` picks by adapter type. For tests and benches.
+    pub variant: Option<Variant>,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct AttentionParams {
+    lq: u32,
+    lk: u32,
+    h0: u32,
+    hn: u32,
+    nqb: u32,
+    heads: u32,
+    ld4: u32,
+    q_shift: u32,
+    k_shift: u32,
+    v_shift: u32,
+    o_shift: u32,
+    st_shift: u32,
+    b_shift: u32,
+    b_head: u32,
+    b_row: u32,
+    flags: u32,
+    scale: f32,
+    dv: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+const BIAS: u32 = 1;
+const RESUME: u32 = 2;
+const LAST: u32 = 4;
+
+/// Pipeline-cache key of one attention variant; label `attention.attention.q<rows per invocation>.t<WG>`. One
+/// pipeline serves every head dim.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Variant {
+    /// Invocations per workgroup.
+    pub wg: u32,
+    /// Groups of four query rows per invocation (1 or 2).
+    pub qg: u32,
+}
+
+impl Variant {
+    /// For CPU drivers, which run a workgroup on one thread: each K/V load serves eight query rows (on lavapipe
+    /// 1.3× faster than four).
+    pub const CPU: Variant = Variant { wg: 16, qg: 2 };
+    /// For GPUs: fewer private values per invocation, more invocations.
+    pub const GPU: Variant = Variant { wg: 64, qg: 1 };
+
+    pub fn spec(self) -> Spec {
+        use Access::*;
+        Spec::new(
+            &FAMILY,
+            "attention",
+            &[Read, Read, Read, Read, ReadWrite, ReadWrite],
+        )
+        .tag(&format!("q{}", 4 * self.qg))
+        .tag(&format!("t{}", self.wg))
+        .constant("WG", self.wg as f64)
+        .constant("QG", self.qg as f64)
+    }
+
+    fn pick(g: &Gpu) -> Self {
+        let v = if g.adapter.device_type == "Cpu" {
+            Self::CPU
+        } else {
+            Self::GPU
+        };
+        Self {
+            wg: v.wg.min(g.limits.max_compute_invocations_per_workgroup),
+            ..v
+        }
+    }
+
+    /// Query rows per workgroup.
+    fn rows(self) -> usize {
+        (4 * self.qg * self.wg) as usize
+    }
+}
 
 /// Every variant, for the validation test.
 pub fn variants() -> Vec<Spec> {
-    Vec::new()
+    vec![Variant::CPU.spec(), Variant::GPU.spec()]
+}
+
+/// Attention of q `[Lq, H, D]` over k, v `[Lk, H, D]`; returns `[Lq, H, D]`. D must be a multiple of 4 in
+/// 4..=128.
+pub fn attention(
+    g: &Gpu,
+    q: &GpuTensor,
+    k: &GpuTensor,
+    v: &GpuTensor,
+    opts: AttentionOptions,
+) -> Result<GpuTensor, KernelError> {
+    for (name, t) in [("q", q), ("k", k), ("v", v)] {
+        t.expect_dtype(OP, name, DType::F32)?;
+    }
+    let [lq, heads, d] = q.dims::<3>(OP, "q")?;
+    let [lk, _, _] = k.dims::<3>(OP, "k")?;
+    if k.shape()[1..] != [heads, d] {
+        return Err(KernelError::Shape {
+            op: OP,
+            tensor: "k",
+            expected: format!("[Lk, {heads}, {d}] (the heads and head dim of q)"),
+            found: k.shape().to_vec(),
+        });
+    }
+    v.expect(OP, "v", &[lk, heads, d])?;
+    if lk == 0 && lq > 0 {
+        return Err(KernelError::Shape {
+            op: OP,
+            tensor: "k",
+            expected: "at least one key row".into(),
+            found: k.shape().to_vec(),
+        });
+    }
+    if d == 0 || !d.is_multiple_of(4) || d > MAX_HEAD_DIM {
+        return Err(KernelError::Unsupported {
+            op: OP,
+            what: format!(
+                "head dim {d}: this kernel takes multiples of 4 up to {MAX_HEAD_DIM} (use a \
+                 GEMM-based path for larger heads)"
+            ),
+        });
+    }
+    if let Some(b) = opts.bias {
+        b.expect_dtype(OP, "bias", DType::F32)?;
+        b.expect(OP, "bias", &[heads, lq, lk])?;
+    }
+    let whole = [Segment::new(0, lq, 0, lk)];
+    let segments = opts.segments.unwrap_or(&whole);
+    check_segments(segments, lq, lk)?;
+
+    let out = g.alloc("attention output", &[lq, heads, d], DType::F32)?;
+    if lq == 0 || heads == 0 {
+        return Ok(out);
+    }
+    let variant = match opts.variant {
+        Some(v) if (v.qg == 1 || v.qg == 2) && v.wg > 0 => v,
+        Some(v) => {
+            return Err(KernelError::Unsupported {
+                op: OP,
+                what: format!(
+                    "variant {v:?}: groups of four query rows per invocation must be 1 or 2, and WG positive"
+                ),
+            })
+        }
+        None => Variant::pick(g),
+    };
+    let pipe = g.pipeline(&variant.spec())?;
+    let max = g.max_binding();
+    let align = g.binding_align();
+
+    // Rows per window: a window may start up to `align` bytes before its data.
+    let row_bytes = (heads * d * 4) as u64;
+    let fit_rows = (max.saturating_sub(align) / row_bytes) as usize;
+    if fit_rows == 0 {
+        return Err(KernelError::Unsupported {
+            op: OP,
+            what: format!(
+                "one row of {heads} heads × {d} ({row_bytes} bytes) exceeds the adapter's binding limit of \
+                 {max} bytes"
+            ),
+        });
+    }
+    let mut q_rows = fit_rows.min(opts.max_queries_per_launch.unwrap_or(usize::MAX).max(1));
+    let k_rows = fit_rows.min(opts.max_keys_per_launch.unwrap_or(usize::MAX).max(1));
+    let bias_words = max.saturating_sub(align) / 4;
+    if opts.bias.is_some() {
+        // One head's bias rows of a query chunk must fit one binding: (q_rows - 1)·Lk + Lk words.
+        let rows = (bias_words / lk as u64) as usize;
+        if rows == 0 {
+            return Err(KernelError::Unsupported {
+                op: OP,
+                what: format!("one bias row of {lk} keys exceeds the adapter's binding limit"),
+            });
+        }
+        q_rows = q_rows.min(rows);
+    }
+    let split_keys = segments.iter().any(|s| s.k_len > k_rows);
+    // The state is only read and written when keys are split; otherwise a small placeholder fills the slot
+    // (the shared dummy cannot: it is bound read-only as the bias in the same launch).
+    let state = if split_keys {
+        g.alloc("attention softmax state", &[lq, heads, 2], DType::F32)?
+    } else {
+        g.alloc("attention softmax state (unused)", &[4], DType::F32)?
+    };
+    let scale = opts.scale.unwrap_or((1.0 / (d as f64).sqrt()) as f32);
+    let max_groups = g.limits.max_compute_workgroups_per_dimension;
+    let dv = d / 4;
+
+    for seg in segments.iter().filter(|s| s.q_len > 0) {
+        for q0 in (seg.q_start..seg.q_start + seg.q_len).step_by(q_rows) {
+            let qc = q_rows.min(seg.q_start + seg.q_len - q0);
+            let qb = q.window(q0 as u64 * row_bytes, qc as u64 * row_bytes, align);
+            let ob = out.window(q0 as u64 * row_bytes, qc as u64 * row_bytes, align);
+            let st_row = (heads * 2 * 4) as u64;
+            let sb = if split_keys {
+                state.window(q0 as u64 * st_row, qc as u64 * st_row, align)
+            } else {
+                state.binding()
+            };
+            let nqb = qc.div_ceil(variant.rows());
+            let k_end = seg.k_start + seg.k_len;
+            for k0 in (seg.k_start..k_end).step_by(k_rows) {
+                let kc = k_rows.min(k_end - k0);
+                let kb = k.window(k0 as u64 * row_bytes, kc as u64 * row_bytes, align);
+                let vb = v.window(k0 as u64 * row_bytes, kc as u64 * row_bytes, align);
+                let mut flags = 0;
+                if k0 > seg.k_start {
+                    flags |= RESUME;
+                }
+                if k0 + kc == k_end {
+                    flags |= LAST;
+                }
+                // Heads per launch: all of them, unless the bias span of all heads exceeds one binding.
+                let mut h0 = 0;
+                while h0 < heads {
+                    let (hn, bb, b_shift) = match opts.bias {
+                        None => (heads, g.dummy().binding(), 0),
+                        Some(b) => {
+                            let one = ((qc - 1) * lk + kc) as u64;
+                            let per_head = (lq * lk) as u64;
+                            let hn = (1 + (bias_words - one) / per_head).min((heads - h0) as u64)
+                                as usize;
+                            let start = ((h0 * lq + q0) * lk + k0) as u64;
+                            let words = (hn as u64 - 1) * per_head + one;
+                            let bb = b.window(4 * start, 4 * words, align);
+                            let shift = bb.word_shift;
+                            (hn, bb, shift)
+                        }
+                    };
+                    if opts.bias.is_some() {
+                        flags |= BIAS;
+                    }
+                    // Windows start at whole rows and rows are whole vec4s, so word shifts are multiples of 4.
+                    let params = AttentionParams {
+                        lq: qc as u32,
+                        lk: kc as u32,
+                        h0: h0 as u32,
+                        hn: hn as u32,
+                        nqb: nqb as u32,
+                        heads: heads as u32,
+                        ld4: (heads * dv) as u32,
+                        q_shift: qb.word_shift / 4,
+                        k_shift: kb.word_shift / 4,
+                        v_shift: vb.word_shift / 4,
+                        o_shift: ob.word_shift / 4,
+                        st_shift: sb.word_shift,
+                        b_shift,
+                        b_head: (lq * lk) as u32,
+                        b_row: lk as u32,
+                        flags,
+                        scale,
+                        dv: dv as u32,
+                        ..Default::default()
+                    };
+                    let groups = (nqb * hn) as u32;
+                    let [gx, gy] = spread(groups, max_groups);
+                    g.dispatch(
+                        &pipe,
+                        &[
+                            qb.clone(),
+                            kb.clone(),
+                            vb.clone(),
+                            bb,
+                            ob.clone(),
+                            sb.clone(),
+                        ],
+                        &params,
+                        [gx, gy, 1],
+                    )?;
+                    h0 += hn;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Segments must stay inside the tensors, give every query row to exactly one segment, and give a non-empty
+/// query range at least one key.
+fn check_segments(segments: &[Segment], lq: usize, lk: usize) -> Result<(), KernelError> {
+    let bad = |s: &Segment, why: String| KernelError::Shape {
+        op: OP,
+        tensor: "segments",
+        expected: why,
+        found: vec![s.q_start, s.q_len, s.k_start, s.k_len],
+    };
+    let mut covered = vec![false; lq];
+    for s in segments {
+        if s.q_start + s.q_len > lq || s.k_start + s.k_len > lk {
+            return Err(bad(
+                s,
+                format!(
+                    "(q_start, q_len, k_start, k_len) within Lq = {lq} query rows and Lk = {lk} keys"
+                ),
+            ));
+        }
+        if s.q_len > 0 && s.k_len == 0 {
+            return Err(bad(s, "at least one key for a segment with queries".into()));
+        }
+        for c in &mut covered[s.q_start..s.q_start + s.q_len] {
+            if *c {
+                return Err(bad(
+                    s,
+                    "query ranges that do not overlap other segments".into(),
+                ));
+            }
+            *c = true;
+        }
+    }
+    if let Some(row) = covered.iter().position(|c| !c) {
+        return Err(KernelError::Shape {
+            op: OP,
+            tensor: "segments",
+            expected: format!("query ranges that cover all {lq} rows (row {row} is in none)"),
+            found: segments
+                .iter()
+                .flat_map(|s| [s.q_start, s.q_len, s.k_start, s.k_len])
+                .collect(),
+        });
+    }
+    Ok(())
 }
