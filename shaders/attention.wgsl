@@ -1,18 +1,22 @@
 // attention.wgsl — o[i, h, :] = softmax_j( scale · q[i, h, :]·k[j, h, :] + bias[h, i, j] ) · v[j, h, :],
 // non-causal, flash style: online softmax with a running max and sum in f32, O(L) memory (no Lq×Lk matrix).
 //
-// q, k, v and o are row-major [L, H, D] (a [L, H·D] projection output), read as vec4s; D = 4·DV.
-// One invocation owns one query row of one head: its q (pre-multiplied by the scale) and its output accumulator
-// stay in private arrays. A workgroup is WG query rows of one head, and every invocation walks the same keys in
-// the same order, so each K/V load is uniform across the workgroup (one scalar load and a broadcast on CPU
-// drivers) and no barrier or workgroup memory is needed. Keys are taken four at a time: the softmax rescale
-// (acc *= exp(m_old - m_new)) is paid once per four keys.
+// q, k, v and o are row-major [L, H, D] (a [L, H·D] projection output), read as vec4s; D = 4·dv.
+// A workgroup handles 4·QG·WG query rows of one head; each invocation owns QG groups of four rows (rows lid,
+// lid + WG, lid + 2·WG, … of the block) and keeps, per group, q and the output accumulator in private arrays of
+// mat4x4: column c of element i holds dims 4i..4i+3 of the group's row c. Then one mat4x4 × vec4 adds the
+// partial dot products of four rows with one key, and one mat4x4 × mat4x4 adds four keys' values to four rows,
+// so every K/V value loaded is used 4·QG times. All invocations walk the same keys in the same order, so K/V
+// loads are uniform across the workgroup (one scalar load and a broadcast on CPU drivers); there is no barrier
+// and no workgroup memory. Keys are taken four at a time: the rescale acc *= exp(m_old - m_new) is paid once per
+// four keys. The head dim is a runtime value on purpose: as a constant, drivers unroll the dim loops, and lavapipe
+// then took 60 s (D = 64) and 136 s (D = 128) to compile one pipeline instead of 3.5 s, for no speed gain.
 //
 // A launch covers `lq` query rows and `lk` keys (one segment, or a chunk of one). When the keys of a row span
 // several launches, the unnormalised accumulator stays in `o` and (max, sum) in `st` between them (flags).
 
-override WG: u32 = 32u;   // query rows per workgroup, one per invocation
-override DV: u32 = 16u;   // head dim / 4
+override WG: u32 = 16u;   // invocations per workgroup
+override QG: u32 = 2u;    // groups of four query rows per invocation: 1 or 2
 const MAXDV: u32 = 32u;   // head dim 128 at most
 const NEG: f32 = -3.0e38; // "minus infinity" that keeps exp(NEG - m) = 0 and NEG - NEG = 0 finite
 
@@ -21,20 +25,20 @@ struct Params {
     lk: u32,        // keys in this launch
     h0: u32,        // first head of this launch
     hn: u32,        // heads in this launch
-    nqb: u32,       // query blocks per head: ceil(lq / WG)
+    nqb: u32,       // query blocks per head: ceil(lq / (4·QG·WG))
     heads: u32,     // H of the tensors (row stride of `st`, in (max, sum) pairs)
     ld4: u32,       // vec4s per row of q, k, v, o: H·D/4
-    q_shift: u32,   // vec4 index of this launch's first query row in `q` (and `o`: o_shift)
+    q_shift: u32,   // vec4 index of this launch's first query row in `q`
     k_shift: u32,   // vec4 index of this launch's first key row in `k` and `v`
     v_shift: u32,
-    o_shift: u32,
+    o_shift: u32,   // vec4 index of this launch's first query row in `o`
     st_shift: u32,  // f32 index of this launch's first query row in `st`
     b_shift: u32,   // f32 index of bias[h0, first query, first key] in `bias`
     b_head: u32,    // bias strides in f32: per head (Lq·Lk) and per query row (Lk)
     b_row: u32,
     flags: u32,     // bit 0 bias, bit 1 resume from o/st, bit 2 last key chunk (normalise)
     scale: f32,
-    _pad0: u32,
+    dv: u32,        // head dim / 4
     _pad1: u32,
     _pad2: u32,
 }
@@ -47,96 +51,186 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> st: array<f32>;
 @group(0) @binding(6) var<uniform> p: Params;
 
+// Four query rows × the head dim, transposed in blocks of four dims (see the header).
+alias Rows = array<mat4x4<f32>, MAXDV>;
+
+// Where a group of four rows lives: its rows within the launch (clamped copies past the end compute but never
+// store), vec4 offsets of the rows in q and o, f32 offsets of their state and of their bias rows.
+struct Group {
+    rows: vec4<u32>,
+    q_off: vec4<u32>,
+    o_off: vec4<u32>,
+    s_off: vec4<u32>,
+    b_off: vec4<u32>,
+}
+
+// Online-softmax state of four rows, and the last step's rescale factor and probabilities (column c of `pt`
+// holds row c's weights of the four keys).
+struct Softmax {
+    m: vec4<f32>,
+    l: vec4<f32>,
+    alpha: vec4<f32>,
+    pt: mat4x4<f32>,
+}
+
+fn group(first: u32, h: u32, hl: u32) -> Group {
+    let rows = vec4<u32>(first, first + WG, first + 2u * WG, first + 3u * WG);
+    let r = min(rows, vec4<u32>(p.lq - 1u));
+    let hd = vec4<u32>(h * p.dv);
+    return Group(
+        rows,
+        vec4<u32>(p.q_shift) + r * p.ld4 + hd,
+        vec4<u32>(p.o_shift) + r * p.ld4 + hd,
+        vec4<u32>(p.st_shift) + (r * p.heads + vec4<u32>(h)) * 2u,
+        vec4<u32>(p.b_shift + hl * p.b_head) + r * p.b_row,
+    );
+}
+
+fn load_q(g: Group, dst: ptr<function, Rows>) {
+    for (var i = 0u; i < p.dv; i++) {
+        let a = g.q_off + vec4<u32>(i);
+        (*dst)[i] = transpose(mat4x4<f32>(q[a.x], q[a.y], q[a.z], q[a.w])) * p.scale;
+    }
+}
+
+// A fresh state, or the one the previous key chunk left in `st` and `o`.
+fn start(g: Group, acc: ptr<function, Rows>) -> Softmax {
+    var s = Softmax(vec4<f32>(NEG), vec4<f32>(0.0), vec4<f32>(1.0), mat4x4<f32>());
+    if ((p.flags & 2u) != 0u) {
+        for (var c = 0u; c < 4u; c++) {
+            s.m[c] = st[g.s_off[c]];
+            s.l[c] = st[g.s_off[c] + 1u];
+        }
+        for (var i = 0u; i < p.dv; i++) {
+            let a = g.o_off + vec4<u32>(i);
+            (*acc)[i] = mat4x4<f32>(o[a.x], o[a.y], o[a.z], o[a.w]);
+        }
+    }
+    return s;
+}
+
+// Scores of four keys (columns) for four rows → bias, masking of keys past the end, softmax update.
+fn step(g: Group, prev: Softmax, s_in: mat4x4<f32>, j0: u32, j: vec4<u32>) -> Softmax {
+    var s = s_in;
+    if ((p.flags & 1u) != 0u) {
+        let b = g.b_off;
+        s[0] += vec4<f32>(bias[b.x + j.x], bias[b.y + j.x], bias[b.z + j.x], bias[b.w + j.x]);
+        s[1] += vec4<f32>(bias[b.x + j.y], bias[b.y + j.y], bias[b.z + j.y], bias[b.w + j.y]);
+        s[2] += vec4<f32>(bias[b.x + j.z], bias[b.y + j.z], bias[b.z + j.z], bias[b.w + j.z]);
+        s[3] += vec4<f32>(bias[b.x + j.w], bias[b.y + j.w], bias[b.z + j.w], bias[b.w + j.w]);
+    }
+    if (j0 + 3u >= p.lk) {
+        if (j0 + 1u >= p.lk) {
+            s[1] = vec4<f32>(NEG);
+        }
+        if (j0 + 2u >= p.lk) {
+            s[2] = vec4<f32>(NEG);
+        }
+        s[3] = vec4<f32>(NEG);
+    }
+    let m = max(prev.m, max(max(s[0], s[1]), max(s[2], s[3])));
+    let alpha = exp(prev.m - m);
+    let e = mat4x4<f32>(exp(s[0] - m), exp(s[1] - m), exp(s[2] - m), exp(s[3] - m));
+    return Softmax(m, prev.l * alpha + e[0] + e[1] + e[2] + e[3], alpha, transpose(e));
+}
+
+// acc[i] = acc[i] · diag(alpha) + V_i · P, with V_i's columns the four keys' dims 4i..4i+3.
+fn accumulate(acc: ptr<function, Rows>, i: u32, vm: mat4x4<f32>, s: Softmax) {
+    let a = (*acc)[i];
+    let al = s.alpha;
+    (*acc)[i] = mat4x4<f32>(a[0] * al.x, a[1] * al.y, a[2] * al.z, a[3] * al.w) + vm * s.pt;
+}
+
+// Last key chunk: normalised rows. Otherwise: unnormalised rows and (max, sum) for the next chunk.
+fn finish(g: Group, acc: ptr<function, Rows>, s: Softmax) {
+    let last = (p.flags & 4u) != 0u;
+    // A row whose every key was masked by the bias (-inf) has l = 0: it gets zeros, not NaN.
+    let inv = select(vec4<f32>(1.0), select(vec4<f32>(0.0), 1.0 / s.l, s.l > vec4<f32>(0.0)), last);
+    for (var c = 0u; c < 4u; c++) {
+        if (g.rows[c] < p.lq) {
+            let oo = g.o_off[c];
+            for (var i = 0u; i < p.dv; i++) {
+                o[oo + i] = (*acc)[i][c] * inv[c];
+            }
+            if (!last) {
+                st[g.s_off[c]] = s.m[c];
+                st[g.s_off[c] + 1u] = s.l[c];
+            }
+        }
+    }
+}
+
 @compute @workgroup_size(WG)
 fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
     let gi = wid.x + wid.y * nwg.x;
-    let hl = gi / p.nqb;          // head within the launch; query blocks of one head are neighbours
+    let hl = gi / p.nqb;          // head within the launch; the query blocks of one head are neighbours
     if (hl >= p.hn) {
         return;
     }
     let h = p.h0 + hl;
-    let qi = (gi % p.nqb) * WG + lid;
-    // Rows past the end compute a copy of the last row (keeps every load in range) and store nothing.
-    let qr = min(qi, p.lq - 1u);
-    let hd = h * DV;
-    let qo = p.q_shift + qr * p.ld4 + hd;
-    let oo = p.o_shift + qr * p.ld4 + hd;
-    let so = p.st_shift + (qr * p.heads + h) * 2u;
-
-    var qv: array<vec4<f32>, MAXDV>;
-    var acc: array<vec4<f32>, MAXDV>;
-    for (var i = 0u; i < DV; i++) {
-        qv[i] = q[qo + i] * p.scale;
-        acc[i] = vec4<f32>(0.0);
+    let first = (gi % p.nqb) * 4u * QG * WG + lid;
+    let ga = group(first, h, hl);
+    let gb = group(first + 4u * WG, h, hl);
+    var qa: Rows;
+    var qb: Rows;
+    var acc_a: Rows;
+    var acc_b: Rows;
+    load_q(ga, &qa);
+    var sa = start(ga, &acc_a);
+    var sb = sa;
+    if (QG > 1u) {
+        load_q(gb, &qb);
+        sb = start(gb, &acc_b);
     }
-    var m = NEG;
-    var l = 0.0;
-    if ((p.flags & 2u) != 0u) {
-        m = st[so];
-        l = st[so + 1u];
-        for (var i = 0u; i < DV; i++) {
-            acc[i] = o[oo + i];
-        }
-    }
-    let with_bias = (p.flags & 1u) != 0u;
-    let bo = p.b_shift + hl * p.b_head + qr * p.b_row;
-    let last = p.lk - 1u;
+    let hd = h * p.dv;
 
     for (var j0 = 0u; j0 < p.lk; j0 += 4u) {
-        // Four keys; those past the end repeat the last key and are masked below.
-        let j = min(vec4<u32>(j0, j0 + 1u, j0 + 2u, j0 + 3u), vec4<u32>(last));
-        let k0 = p.k_shift + j.x * p.ld4 + hd;
-        let k1 = p.k_shift + j.y * p.ld4 + hd;
-        let k2 = p.k_shift + j.z * p.ld4 + hd;
-        let k3 = p.k_shift + j.w * p.ld4 + hd;
-        var d0 = vec4<f32>(0.0);
-        var d1 = vec4<f32>(0.0);
-        var d2 = vec4<f32>(0.0);
-        var d3 = vec4<f32>(0.0);
-        for (var i = 0u; i < DV; i++) {
-            let a = qv[i];
-            d0 += a * k[k0 + i];
-            d1 += a * k[k1 + i];
-            d2 += a * k[k2 + i];
-            d3 += a * k[k3 + i];
+        // Four keys; those past the end repeat the last key and are masked in step().
+        let j = min(vec4<u32>(j0, j0 + 1u, j0 + 2u, j0 + 3u), vec4<u32>(p.lk - 1u));
+        let kb = vec4<u32>(p.k_shift + hd) + j * p.ld4;
+        var a0 = vec4<f32>(0.0);
+        var a1 = vec4<f32>(0.0);
+        var a2 = vec4<f32>(0.0);
+        var a3 = vec4<f32>(0.0);
+        var b0 = vec4<f32>(0.0);
+        var b1 = vec4<f32>(0.0);
+        var b2 = vec4<f32>(0.0);
+        var b3 = vec4<f32>(0.0);
+        for (var i = 0u; i < p.dv; i++) {
+            let k0 = k[kb.x + i];
+            let k1 = k[kb.y + i];
+            let k2 = k[kb.z + i];
+            let k3 = k[kb.w + i];
+            let x = qa[i];
+            a0 += x * k0;
+            a1 += x * k1;
+            a2 += x * k2;
+            a3 += x * k3;
+            if (QG > 1u) {
+                let y = qb[i];
+                b0 += y * k0;
+                b1 += y * k1;
+                b2 += y * k2;
+                b3 += y * k3;
+            }
         }
-        let one = vec4<f32>(1.0);
-        var s = vec4<f32>(dot(d0, one), dot(d1, one), dot(d2, one), dot(d3, one));
-        if (with_bias) {
-            s += vec4<f32>(bias[bo + j.x], bias[bo + j.y], bias[bo + j.z], bias[bo + j.w]);
+        sa = step(ga, sa, mat4x4<f32>(a0, a1, a2, a3), j0, j);
+        if (QG > 1u) {
+            sb = step(gb, sb, mat4x4<f32>(b0, b1, b2, b3), j0, j);
         }
-        if (j0 + 3u > last) {
-            s = select(s, vec4<f32>(NEG), vec4<u32>(j0, j0 + 1u, j0 + 2u, j0 + 3u) > vec4<u32>(last));
-        }
-        let mn = max(m, max(max(s.x, s.y), max(s.z, s.w)));
-        let alpha = exp(m - mn);
-        let e = exp(s - mn);
-        l = l * alpha + dot(e, one);
-        m = mn;
-        let v0 = p.v_shift + j.x * p.ld4 + hd;
-        let v1 = p.v_shift + j.y * p.ld4 + hd;
-        let v2 = p.v_shift + j.z * p.ld4 + hd;
-        let v3 = p.v_shift + j.w * p.ld4 + hd;
-        for (var i = 0u; i < DV; i++) {
-            acc[i] = acc[i] * alpha + e.x * v[v0 + i] + e.y * v[v1 + i] + e.z * v[v2 + i] + e.w * v[v3 + i];
+        let vb = vec4<u32>(p.v_shift + hd) + j * p.ld4;
+        for (var i = 0u; i < p.dv; i++) {
+            let vm = mat4x4<f32>(v[vb.x + i], v[vb.y + i], v[vb.z + i], v[vb.w + i]);
+            accumulate(&acc_a, i, vm, sa);
+            if (QG > 1u) {
+                accumulate(&acc_b, i, vm, sb);
+            }
         }
     }
 
-    if (qi >= p.lq) {
-        return;
-    }
-    if ((p.flags & 4u) != 0u) {
-        // A row whose every key was masked by the bias (-inf) has l = 0: it gets zeros, not NaN.
-        let inv = select(0.0, 1.0 / l, l > 0.0);
-        for (var i = 0u; i < DV; i++) {
-            o[oo + i] = acc[i] * inv;
-        }
-    } else {
-        for (var i = 0u; i < DV; i++) {
-            o[oo + i] = acc[i];
-        }
-        st[so] = m;
-        st[so + 1u] = l;
+    finish(ga, &acc_a, sa);
+    if (QG > 1u) {
+        finish(gb, &acc_b, sb);
     }
 }

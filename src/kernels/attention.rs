@@ -20,9 +20,6 @@ const OP: &str = "attention";
 /// Largest head dim: the shader keeps q and the output row of each query in private arrays of this size.
 pub const MAX_HEAD_DIM: usize = 128;
 
-/// Query rows per workgroup (one per invocation).
-const WG: u32 = 32;
-
 /// Queries `q_start .. q_start + q_len` attend only keys `k_start .. k_start + k_len`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Segment {
@@ -53,6 +50,8 @@ pub struct AttentionOptions<'a> {
     pub max_keys_per_launch: Option<usize>,
     /// Query rows per launch (default: as many as one binding holds).
     pub max_queries_per_launch: Option<usize>,
+    /// Workgroup shape; `None` picks by adapter type. For tests and benches.
+    pub variant: Option<Variant>,
 }
 
 #[repr(C)]
@@ -75,7 +74,7 @@ struct AttentionParams {
     b_row: u32,
     flags: u32,
     scale: f32,
-    _pad0: u32,
+    dv: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -84,31 +83,51 @@ const BIAS: u32 = 1;
 const RESUME: u32 = 2;
 const LAST: u32 = 4;
 
-/// Pipeline-cache key of one attention variant; label `attention.attention.d<D>.t<WG>`.
+/// Pipeline-cache key of one attention variant; label `attention.attention.q<rows per invocation>.t<WG>`. One
+/// pipeline serves every head dim.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Variant {
-    pub head_dim: u32,
+    /// Invocations per workgroup.
     pub wg: u32,
+    /// Groups of four query rows per invocation (1 or 2).
+    pub qg: u32,
 }
 
 impl Variant {
+    /// For CPU drivers, which run a workgroup on one thread: each K/V load serves eight query rows (on lavapipe
+    /// 1.3× faster than four).
+    pub const CPU: Variant = Variant { wg: 16, qg: 2 };
+    /// For GPUs: fewer private values per invocation, more invocations.
+    pub const GPU: Variant = Variant { wg: 64, qg: 1 };
+
     pub fn spec(self) -> Spec {
         use Access::*;
         Spec::new(&FAMILY, "attention", &[Read, Read, Read, Read, ReadWrite, ReadWrite])
-            .tag(&format!("d{}", self.head_dim))
+            .tag(&format!("q{}", 4 * self.qg))
             .tag(&format!("t{}", self.wg))
             .constant("WG", self.wg as f64)
-            .constant("DV", (self.head_dim / 4) as f64)
+            .constant("QG", self.qg as f64)
     }
 
-    fn pick(g: &Gpu, head_dim: usize) -> Self {
-        Self { head_dim: head_dim as u32, wg: WG.min(g.limits.max_compute_invocations_per_workgroup) }
+    fn pick(g: &Gpu) -> Self {
+        let v = if g.adapter.device_type == "Cpu" { Self::CPU } else { Self::GPU };
+        Self { wg: v.wg.min(g.limits.max_compute_invocations_per_workgroup), ..v }
+    }
+
+    /// Query rows per workgroup.
+    fn rows(self) -> usize {
+        (4 * self.qg * self.wg) as usize
     }
 }
 
-/// Every variant (each head dim that is a multiple of 4 up to 128), for the validation test.
+/// The variant this device runs (for `nava info`).
+pub fn selected(g: &Gpu) -> Vec<String> {
+    vec![Variant::pick(g).spec().label]
+}
+
+/// Every variant, for the validation test.
 pub fn variants() -> Vec<Spec> {
-    (4..=MAX_HEAD_DIM as u32).step_by(4).map(|head_dim| Variant { head_dim, wg: WG }.spec()).collect()
+    vec![Variant::CPU.spec(), Variant::GPU.spec()]
 }
 
 /// Attention of q `[Lq, H, D]` over k, v `[Lk, H, D]`; returns `[Lq, H, D]`. D must be a multiple of 4 in
@@ -142,7 +161,7 @@ pub fn attention(
             found: k.shape().to_vec(),
         });
     }
-    if d == 0 || d % 4 != 0 || d > MAX_HEAD_DIM {
+    if d == 0 || !d.is_multiple_of(4) || d > MAX_HEAD_DIM {
         return Err(KernelError::Unsupported {
             op: OP,
             what: format!(
@@ -163,7 +182,18 @@ pub fn attention(
     if lq == 0 || heads == 0 {
         return Ok(out);
     }
-    let variant = Variant::pick(g, d);
+    let variant = match opts.variant {
+        Some(v) if (v.qg == 1 || v.qg == 2) && v.wg > 0 => v,
+        Some(v) => {
+            return Err(KernelError::Unsupported {
+                op: OP,
+                what: format!(
+                    "variant {v:?}: groups of four query rows per invocation must be 1 or 2, and WG positive"
+                ),
+            })
+        }
+        None => Variant::pick(g),
+    };
     let pipe = g.pipeline(&variant.spec())?;
     let max = g.max_binding();
     let align = g.binding_align();
@@ -214,7 +244,7 @@ pub fn attention(
             let st_row = (heads * 2 * 4) as u64;
             let sb =
                 if split_keys { state.window(q0 as u64 * st_row, qc as u64 * st_row, align) } else { state.binding() };
-            let nqb = qc.div_ceil(variant.wg as usize);
+            let nqb = qc.div_ceil(variant.rows());
             let k_end = seg.k_start + seg.k_len;
             for k0 in (seg.k_start..k_end).step_by(k_rows) {
                 let kc = k_rows.min(k_end - k0);
@@ -265,6 +295,7 @@ pub fn attention(
                         b_row: lk as u32,
                         flags,
                         scale,
+                        dv: dv as u32,
                         ..Default::default()
                     };
                     let groups = (nqb * hn) as u32;

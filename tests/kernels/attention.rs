@@ -3,7 +3,7 @@
 //! `attention_speed` (ignored) prints GFLOP/s next to the f32 GEMM's.
 
 use nava::gpu::Gpu;
-use nava::kernels::attention::{attention, variants, AttentionOptions, Segment};
+use nava::kernels::attention::{attention, variants, AttentionOptions, Segment, Variant};
 
 use crate::common::{assert_close, rand_vec, test_gpu, Tol};
 
@@ -53,16 +53,20 @@ fn reference(
     out
 }
 
-/// Uploads seeded q, k, v (and a bias when asked), runs the kernel and compares with the reference.
-fn check(
-    g: &Gpu,
-    c: Case,
-    seed: u64,
+/// Everything a case may set beyond the shapes; `Default` is plain joint attention.
+#[derive(Default)]
+struct Extra<'a> {
     scale: Option<f32>,
-    segments: Option<&[Segment]>,
-    with_bias: bool,
+    segments: Option<&'a [Segment]>,
+    bias: bool,
+    /// (max queries, max keys) per launch.
     split: Option<(usize, usize)>,
-) {
+    variant: Option<Variant>,
+}
+
+/// Uploads seeded q, k, v (and a bias when asked), runs the kernel and compares with the reference.
+fn check(g: &Gpu, c: Case, seed: u64, x: Extra) {
+    let Extra { scale, segments, bias: with_bias, split, variant } = x;
     let q = rand_vec(seed, c.lq * c.heads * c.d);
     let k = rand_vec(seed + 1, c.lk * c.heads * c.d);
     let v = rand_vec(seed + 2, c.lk * c.heads * c.d);
@@ -78,6 +82,7 @@ fn check(
         bias: bt.as_ref(),
         max_queries_per_launch: split.map(|s| s.0),
         max_keys_per_launch: split.map(|s| s.1),
+        variant,
     };
     let o = attention(g, &qt, &kt, &vt, opts).unwrap();
     assert_eq!(o.shape(), &[c.lq, c.heads, c.d]);
@@ -87,7 +92,8 @@ fn check(
     let want = reference(&c, &q, &k, &v, scale64, segments.unwrap_or(&whole), bias.as_deref());
     assert_close(
         &format!(
-            "attention Lq {} Lk {} H {} D {} scale {scale:?} segments {segments:?} bias {with_bias} split {split:?}",
+            "attention Lq {} Lk {} H {} D {} scale {scale:?} segments {segments:?} bias {with_bias} split {split:?} \
+             variant {variant:?}",
             c.lq, c.lk, c.heads, c.d
         ),
         &got,
@@ -116,7 +122,7 @@ fn attention_matches_reference() {
     .into_iter()
     .enumerate()
     {
-        check(g, c, 100 + 10 * i as u64, None, None, false, None);
+        check(g, c, 100 + 10 * i as u64, Extra::default());
     }
 }
 
@@ -125,29 +131,57 @@ fn attention_segments_mask_modalities() {
     let g = test_gpu();
     // [video; audio] rows: video attends video keys only, audio attends audio keys only.
     let segs = [Segment::new(0, 50, 0, 50), Segment::new(50, 13, 50, 13)];
-    check(g, case(63, 63, 2, 64), 200, None, Some(&segs), false, None);
+    check(g, case(63, 63, 2, 64), 200, Extra { segments: Some(&segs), ..Default::default() });
     // Lq ≠ Lk, a one-row segment, and keys shared by two segments.
     let segs = [Segment::new(0, 1, 10, 7), Segment::new(1, 30, 0, 40), Segment::new(31, 6, 5, 1)];
-    check(g, case(37, 41, 3, 128), 210, None, Some(&segs), false, None);
+    check(g, case(37, 41, 3, 128), 210, Extra { segments: Some(&segs), ..Default::default() });
 }
 
 #[test]
 fn attention_scale_one_with_bias() {
     let g = test_gpu();
     // UMT5: no 1/√D scaling, relative position bias per head.
-    check(g, case(20, 37, 3, 64), 300, Some(1.0), None, true, None);
-    check(g, case(9, 9, 1, 16), 310, Some(1.0), None, false, None);
-    check(g, case(33, 17, 2, 16), 320, Some(0.3), None, true, None);
+    check(g, case(20, 37, 3, 64), 300, Extra { scale: Some(1.0), bias: true, ..Default::default() });
+    check(g, case(9, 9, 1, 16), 310, Extra { scale: Some(1.0), ..Default::default() });
+    check(g, case(33, 17, 2, 16), 320, Extra { scale: Some(0.3), bias: true, ..Default::default() });
 }
 
 #[test]
 fn attention_split_over_launches() {
     let g = test_gpu();
     // Keys split across launches carry the softmax state; queries split into windows.
-    check(g, case(70, 90, 2, 64), 400, None, None, false, Some((24, 16)));
-    check(g, case(33, 50, 3, 128), 410, Some(1.0), None, true, Some((8, 7)));
+    check(g, case(70, 90, 2, 64), 400, Extra { split: Some((24, 16)), ..Default::default() });
+    check(
+        g,
+        case(33, 50, 3, 128),
+        410,
+        Extra { scale: Some(1.0), bias: true, split: Some((8, 7)), ..Default::default() },
+    );
     let segs = [Segment::new(0, 40, 0, 45), Segment::new(40, 11, 45, 30)];
-    check(g, case(51, 75, 2, 32), 420, None, Some(&segs), true, Some((13, 9)));
+    check(
+        g,
+        case(51, 75, 2, 32),
+        420,
+        Extra { segments: Some(&segs), bias: true, split: Some((13, 9)), ..Default::default() },
+    );
+}
+
+#[test]
+fn attention_both_workgroup_shapes() {
+    let g = test_gpu();
+    // The adapter picks one shape; run both here (8 rows per invocation for CPUs, 4 for GPUs).
+    for (wg, qg) in [(16, 2), (64, 1), (8, 1)] {
+        let variant = Some(Variant { wg, qg });
+        let seed = 500 + 10 * wg as u64 + qg as u64;
+        check(g, case(45, 29, 2, 64), seed, Extra { variant, ..Default::default() });
+        let segs = [Segment::new(0, 30, 0, 20), Segment::new(30, 9, 20, 9)];
+        check(
+            g,
+            case(39, 29, 3, 128),
+            seed + 1,
+            Extra { scale: Some(1.0), segments: Some(&segs), bias: true, split: Some((11, 6)), variant },
+        );
+    }
 }
 
 #[test]
@@ -190,150 +224,65 @@ fn attention_variants_validate() {
     }
 }
 
-/// Prints attention GFLOP/s (4·Lq·Lk·D·H) at L = 1024, D = 64 next to the f32 GEMM at 1024³ on this adapter.
-/// `cargo test --release --test kernels attention_speed -- --ignored --nocapture`
+/// Process CPU seconds (user + system, all threads) from /proc: on a shared machine, lavapipe's CPU time is a
+/// steadier measure of a kernel's cost than wall time.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0) // USER_HZ
+}
+
+/// Prints attention GFLOP/s (4·Lq·Lk·D·H) at L = 1024 next to the f32 GEMM's at 1024³, from wall time and from
+/// CPU time ÷ worker threads (`LP_NUM_THREADS`, default 2 here), which does not suffer from other processes.
+/// `cargo test --test kernels attention_speed -- --ignored --nocapture`
 #[test]
 #[ignore]
 fn attention_speed() {
     use nava::kernels::gemm::{gemm, Epilogue, Weight, WeightFormat};
     use std::time::Instant;
     let g = test_gpu();
+    let threads: f64 = std::env::var("LP_NUM_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(2.0);
+    // (wall s, CPU s / threads) per call.
     let time = |f: &dyn Fn()| {
         f();
         g.wait().unwrap();
-        let reps = 3;
+        let reps = 10;
+        let c0 = cpu_seconds().unwrap_or(0.0);
         let t = Instant::now();
         for _ in 0..reps {
             f();
         }
         g.wait().unwrap();
-        t.elapsed().as_secs_f64() / reps as f64
+        let wall = t.elapsed().as_secs_f64() / reps as f64;
+        let cpu = (cpu_seconds().unwrap_or(0.0) - c0) / reps as f64 / threads;
+        (wall, cpu)
+    };
+    let report = |what: &str, flop: f64, (wall, cpu): (f64, f64)| {
+        println!(
+            "{what}: {:.1} ms wall, {:.2} GFLOP/s wall, {:.2} GFLOP/s by CPU time",
+            wall * 1e3,
+            flop / wall / 1e9,
+            flop / cpu / 1e9
+        );
     };
     let n = 1024;
     let x = g.upload_f32("x", &rand_vec(1, n * n), &[n, n]).unwrap();
     let w = Weight::from_f32(g, "w", WeightFormat::F32, n, n, &rand_vec(2, n * n)).unwrap();
-    let s = time(&|| {
-        gemm(g, &x, &w, Epilogue::default()).unwrap();
-    });
-    println!("gemm f32 1024^3: {:.1} ms, {:.2} GFLOP/s", s * 1e3, 2.0 * (n * n * n) as f64 / s / 1e9);
+    let gemm_time = || {
+        time(&|| {
+            gemm(g, &x, &w, Epilogue::default()).unwrap();
+        })
+    };
+    report("gemm f32 1024^3", 2.0 * (n * n * n) as f64, gemm_time());
     for (l, heads, d) in [(1024, 1, 64), (1024, 4, 64), (1024, 2, 128)] {
         let q = g.upload_f32("q", &rand_vec(3, l * heads * d), &[l, heads, d]).unwrap();
         let k = g.upload_f32("k", &rand_vec(4, l * heads * d), &[l, heads, d]).unwrap();
         let v = g.upload_f32("v", &rand_vec(5, l * heads * d), &[l, heads, d]).unwrap();
-        let s = time(&|| {
+        let t = time(&|| {
             attention(g, &q, &k, &v, AttentionOptions::default()).unwrap();
         });
-        println!(
-            "attention L {l} H {heads} D {d}: {:.1} ms, {:.2} GFLOP/s",
-            s * 1e3,
-            4.0 * (l * l * d * heads) as f64 / s / 1e9
-        );
+        report(&format!("attention L {l} H {heads} D {d}"), 4.0 * (l * l * d * heads) as f64, t);
     }
-}
-
-// SCRATCH (removed before commit): runs a WGSL file given in ATTN_WGSL with the launcher's Params layout.
-#[test]
-#[ignore]
-fn attention_scratch() {
-    use nava::gpu::{spread, Access, Family, Spec};
-    use nava::kernels::gemm::{gemm, Epilogue, Weight, WeightFormat};
-    use std::time::Instant;
-    #[repr(C)]
-    #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-    struct P {
-        lq: u32,
-        lk: u32,
-        h0: u32,
-        hn: u32,
-        nqb: u32,
-        heads: u32,
-        ld4: u32,
-        q_shift: u32,
-        k_shift: u32,
-        v_shift: u32,
-        o_shift: u32,
-        st_shift: u32,
-        b_shift: u32,
-        b_head: u32,
-        b_row: u32,
-        flags: u32,
-        scale: f32,
-        _p: [u32; 3],
-    }
-    let g = test_gpu();
-    let path = std::env::var("ATTN_WGSL").unwrap();
-    let src: &'static str = Box::leak(std::fs::read_to_string(&path).unwrap().into_boxed_str());
-    let fam: &'static Family = Box::leak(Box::new(Family { name: "scratch", source: src }));
-    let wg: u32 = std::env::var("WG").map_or(32, |s| s.parse().unwrap());
-    let qpi: u32 = std::env::var("QPI").map_or(1, |s| s.parse().unwrap());
-    let cpu = || {
-        let s = std::fs::read_to_string("/proc/self/stat").unwrap();
-        let f: Vec<&str> = s.rsplit(')').next().unwrap().split_whitespace().collect();
-        (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
-    };
-    let time = |f: &dyn Fn()| {
-        f();
-        g.wait().unwrap();
-        let reps = 4;
-        let c0 = cpu();
-        let t = Instant::now();
-        for _ in 0..reps {
-            f();
-        }
-        g.wait().unwrap();
-        let _ = t;
-        (cpu() - c0) / reps as f64 / 2.0
-    };
-    let n = 1024;
-    let x = g.upload_f32("x", &rand_vec(1, n * n), &[n, n]).unwrap();
-    let w = Weight::from_f32(g, "w", WeightFormat::F32, n, n, &rand_vec(2, n * n)).unwrap();
-    for (l, heads, d) in [(1024usize, 1usize, 64usize), (1024, 2, 128), (1000, 3, 64)] {
-        let s = time(&|| {
-            gemm(g, &x, &w, Epilogue::default()).unwrap();
-        });
-        let gemm_gf = 2.0 * (n * n * n) as f64 / s / 1e9;
-        let spec = Spec::new(
-            fam,
-            "attention",
-            &[Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite],
-        )
-        .tag(&format!("d{d}"))
-        .constant("WG", wg as f64)
-        .constant("DV", (d / 4) as f64);
-        let spec = if qpi != 1 { spec.constant("QPI", qpi as f64) } else { spec };
-        let pipe = g.pipeline(&spec).unwrap();
-        let qd = rand_vec(3, l * heads * d);
-        let q = g.upload_f32("q", &qd, &[l, heads, d]).unwrap();
-        let k = g.upload_f32("k", &rand_vec(4, l * heads * d), &[l, heads, d]).unwrap();
-        let v = g.upload_f32("v", &rand_vec(5, l * heads * d), &[l, heads, d]).unwrap();
-        let o = g.alloc("o", &[l, heads, d], nava::gpu::DType::F32).unwrap();
-        let st = g.alloc("st", &[4], nava::gpu::DType::F32).unwrap();
-        let nqb = l.div_ceil((wg * qpi) as usize);
-        let p = P {
-            lq: l as u32,
-            lk: l as u32,
-            hn: heads as u32,
-            nqb: nqb as u32,
-            heads: heads as u32,
-            ld4: (heads * d / 4) as u32,
-            flags: 4,
-            scale: 1.0 / (d as f32).sqrt(),
-            ..Default::default()
-        };
-        let [gx, gy] = spread((nqb * heads) as u32, 65535);
-        let s = time(&|| {
-            g.dispatch(
-                &pipe,
-                &[q.binding(), k.binding(), v.binding(), g.dummy().binding(), o.binding(), st.binding()],
-                &p,
-                [gx, gy, 1],
-            )
-            .unwrap();
-        });
-        let got = g.read_f32_blocking(&o).unwrap();
-        let want = g.read_f32_blocking(&attention(g, &q, &k, &v, AttentionOptions::default()).unwrap()).unwrap();
-        let err = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-        println!("{path} WG {wg} QPI {qpi} L {l} H {heads} D {d}: {:.1} ms, {:.2} GFLOP/s (gemm {gemm_gf:.2}, ratio {:.2}) err {err:.2e}",
-            s * 1e3, 4.0 * (l * l * d * heads) as f64 / s / 1e9, 4.0 * (l * l * d * heads) as f64 / s / 1e9 / gemm_gf);
-    }
+    report("gemm f32 1024^3 again", 2.0 * (n * n * n) as f64, gemm_time());
 }
