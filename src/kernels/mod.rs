@@ -16,10 +16,7 @@ pub use error::{Check, KernelError};
 pub fn selected_variants(g: &crate::gpu::Gpu) -> Vec<String> {
     let mut v = Vec::new();
     v.extend(gemm::selected(g));
-    // Attention compiles one variant per head dim; NAVA uses 128 (DiT) and 64 (UMT5).
-    v.extend(
-        attention::variants().into_iter().map(|s| s.label).filter(|l| l.contains(".d64.") || l.contains(".d128.")),
-    );
+    v.extend(attention::selected(g));
     v.extend(rope::variants().into_iter().map(|s| s.label));
     v.extend(norm::selected(g));
     v.extend(elementwise::variants().into_iter().map(|s| s.label));
