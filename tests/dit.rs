@@ -19,6 +19,25 @@ fn dit_cases() -> Vec<PathBuf> {
         .collect()
 }
 
+/// A case's config, its weights file, and (when `sub` is given) that sub-case's video, audio and context inputs.
+fn open_case(
+    g: &nava::gpu::Gpu,
+    dir: &std::path::Path,
+    sub: &str,
+) -> (DitConfig, Checkpoint, [nava::gpu::GpuTensor; 3]) {
+    use nava::weights::TensorSource;
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
+    let config: DitConfig = serde_json::from_value(meta["config"].clone()).unwrap();
+    let ck = Checkpoint::open(dir.join("weights.safetensors")).unwrap();
+    let io = Checkpoint::open(dir.join("io.safetensors")).unwrap();
+    let input = |name: &str| {
+        let key = format!("in.{sub}.{name}");
+        g.upload_f32(&key, &io.f32(&key).unwrap(), &io.info(&key).unwrap().shape).unwrap()
+    };
+    (config, ck, [input("vid"), input("audio"), input("context")])
+}
+
 #[test]
 fn nava_6b_key_table_matches_the_official_checkpoint() {
     let cases = dit_cases();
@@ -80,17 +99,7 @@ fn weight_formats_deviate_from_f32_within_bounds() {
     }
     let g = Gpu::new_blocking(&GpuOptions::from_env()).expect("a GPU adapter");
     for dir in cases {
-        let meta: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
-        let config: DitConfig = serde_json::from_value(meta["config"].clone()).unwrap();
-        let ck = Checkpoint::open(dir.join("weights.safetensors")).unwrap();
-        let io = Checkpoint::open(dir.join("io.safetensors")).unwrap();
-        use nava::weights::TensorSource;
-        let input = |name: &str| {
-            let key = format!("in.joint.{name}");
-            g.upload_f32(&key, &io.f32(&key).unwrap(), &io.info(&key).unwrap().shape).unwrap()
-        };
-        let (video, audio, context) = (input("vid"), input("audio"), input("context"));
+        let (config, ck, [video, audio, context]) = open_case(&g, &dir, "joint");
         let run = |format: WeightFormat| -> Vec<f32> {
             let dit = Dit::load(&g, &ck, PREFIX, config.clone(), format).unwrap();
             let ctx = dit.prepare_context(&g, &context, &context, None).unwrap();
@@ -136,10 +145,7 @@ fn bad_latents_are_named() {
         return;
     };
     let g = Gpu::new_blocking(&GpuOptions::from_env()).expect("a GPU adapter");
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
-    let c: DitConfig = serde_json::from_value(meta["config"].clone()).unwrap();
-    let ck = Checkpoint::open(dir.join("weights.safetensors")).unwrap();
+    let (c, ck, _) = open_case(&g, &dir, "joint");
     let dit = Dit::load(&g, &ck, PREFIX, c.clone(), WeightFormat::F32).unwrap();
     let zeros = |shape: &[usize]| g.upload_f32("t", &vec![0.0; shape.iter().product()], shape).unwrap();
     let audio = zeros(&[4, c.audio_in_dim]);
@@ -168,22 +174,12 @@ fn block_offload_gives_identical_outputs() {
     use nava::gpu::{Gpu, GpuOptions};
     use nava::kernels::gemm::WeightFormat;
     use nava::model::dit::{Dit, DitInput, LoadOptions, Offload};
-    use nava::weights::TensorSource;
     let Some(dir) = dit_cases().into_iter().next() else {
         println!("skipped: no nava_dit case");
         return;
     };
     let g = Gpu::new_blocking(&GpuOptions::from_env()).expect("a GPU adapter");
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
-    let c: DitConfig = serde_json::from_value(meta["config"].clone()).unwrap();
-    let ck = Checkpoint::open(dir.join("weights.safetensors")).unwrap();
-    let io = Checkpoint::open(dir.join("io.safetensors")).unwrap();
-    let input = |name: &str| {
-        let key = format!("in.joint.{name}");
-        g.upload_f32(&key, &io.f32(&key).unwrap(), &io.info(&key).unwrap().shape).unwrap()
-    };
-    let (video, audio, context) = (input("vid"), input("audio"), input("context"));
+    let (c, ck, [video, audio, context]) = open_case(&g, &dir, "joint");
     let run = |offload: Offload| {
         let opts = LoadOptions { format: WeightFormat::Q8, offload };
         let dit = Dit::load_with(&g, &ck, PREFIX, c.clone(), &opts).unwrap();
