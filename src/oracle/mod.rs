@@ -4,6 +4,7 @@
 
 mod dit;
 mod sampler;
+mod t5;
 
 use std::path::{Path, PathBuf};
 
@@ -112,6 +113,7 @@ pub fn run_case(g: &Gpu, dir: &Path) -> Result<CaseReport, OracleError> {
     let comparisons = match kind.as_str() {
         "nava_dit" => dit::run(g, dir, &meta)?,
         "nava_sampler" => sampler::run(g, dir, &meta)?,
+        "nava_t5" => t5::run(g, dir, &meta)?,
         _ => return Err(OracleError::NotImplemented { dir: dir.to_path_buf(), kind }),
     };
     Ok(CaseReport { case: kind, dir: dir.to_path_buf(), comparisons })
