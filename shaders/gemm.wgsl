@@ -6,8 +6,11 @@
 // and 4 consecutive columns. The format snippet appended from shaders/common/ provides
 //   fn load_w(kg: u32, n0: u32) -> mat4x4<f32>   // column i = W[n0 .. n0 + 3, 4kg + i]
 //   fn col_scale(n: u32) -> f32                   // per-output-channel factor (fp8), else 1
-// and declares binding 1 (and 5 for block scales). f32 accumulation in every variant; activations x and y are
-// `T`: f32, or f16 in the variants for adapters with SHADER_F16 (bias and gate stay f32).
+// and declares binding 1 (and 5 for block scales); an x snippet declares binding 0 and provides
+//   fn load_x4(i: u32) -> vec4<f32>   // x[i .. i + 3], i a multiple of 4 in the vec4 variant
+//   fn load_x1(i: u32) -> f32
+// f32 accumulation in every variant; activations x and y are `T`: f32, or f16 in the variants for adapters with
+// SHADER_F16 (bias and gate stay f32).
 
 alias T = f32;
 const TM: u32 = 4u;
@@ -32,7 +35,6 @@ struct Params {
     _pad: u32,
 }
 
-@group(0) @binding(0) var<storage, read> x: array<T>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read> gate: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<T>;
@@ -73,7 +75,7 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let wm = load_w(kg, n0);
         for (var r = 0u; r < TM; r++) {
             let i = rows[r] + k;
-            let xv = vec4<f32>(f32(x[i]), f32(x[i + 1u]), f32(x[i + 2u]), f32(x[i + 3u]));
+            let xv = load_x4(i);
             acc[r] += wm * xv;
         }
         kg += 1u;
@@ -86,7 +88,7 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             let i = rows[r] + k_full;
             var xv = vec4<f32>(0.0);
             for (var j = 0u; j < left; j++) {
-                xv[j] = f32(x[i + j]);
+                xv[j] = load_x1(i + j);
             }
             acc[r] += wm * xv;
         }
