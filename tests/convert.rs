@@ -31,9 +31,7 @@ fn scratch(test: &str) -> PathBuf {
 }
 
 fn oracles() -> PathBuf {
-    std::env::var_os("NAVA_ORACLES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracles"))
+    nava::oracle::root(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracles"))
 }
 
 fn rand_vec(seed: u64, n: usize, scale: f32) -> Vec<f32> {

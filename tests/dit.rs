@@ -6,20 +6,7 @@ use std::path::PathBuf;
 use nava::model::dit::{DitConfig, PREFIX};
 use nava::weights::{check_keys, Checkpoint};
 
-fn oracle_root() -> PathBuf {
-    std::env::var_os("NAVA_ORACLES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oracles"))
-}
-
-fn dit_cases() -> Vec<PathBuf> {
-    nava::oracle::case_dirs(&oracle_root())
-        .into_iter()
-        .filter(|d| nava::oracle::case_kind(d).map(|k| k == "nava_dit").unwrap_or(false))
-        .collect()
-}
-
-/// A case's config, its weights file, and (when `sub` is given) that sub-case's video, audio and context inputs.
+/// A case's config, its weights file, and sub-case `sub`'s video, audio and context inputs.
 fn open_case(
     g: &nava::gpu::Gpu,
     dir: &std::path::Path,
@@ -38,11 +25,22 @@ fn open_case(
     (config, ck, [input("vid"), input("audio"), input("context")])
 }
 
+fn oracle_root() -> PathBuf {
+    nava::oracle::root(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oracles"))
+}
+
+fn dit_cases() -> Vec<PathBuf> {
+    nava::oracle::cases_of(&oracle_root(), "nava_dit")
+}
+
 #[test]
 fn nava_6b_key_table_matches_the_official_checkpoint() {
     let cases = dit_cases();
     if cases.is_empty() {
-        println!("skipped: no nava_dit case under {}", oracle_root().display());
+        println!(
+            "skipped: no nava_dit case under {}",
+            nava::oracle::root(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oracles")).display()
+        );
         return;
     }
     let mut ours = DitConfig::nava_6b().key_table(PREFIX);

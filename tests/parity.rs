@@ -7,10 +7,7 @@ use nava::gpu::{Gpu, GpuOptions};
 use nava::oracle::{case_dirs, run_case, OracleError};
 
 fn oracle_root() -> PathBuf {
-    match std::env::var_os("NAVA_ORACLES") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oracles"),
-    }
+    nava::oracle::root(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oracles"))
 }
 
 #[test]

@@ -10,16 +10,11 @@ use nava::model::text_encoder::{relative_position_buckets, T5Config, TextEncoder
 use nava::weights::{check_keys, Checkpoint, KeyTable, OfficialFile};
 
 fn oracle_root() -> PathBuf {
-    std::env::var_os("NAVA_ORACLES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oracles"))
+    nava::oracle::root(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oracles"))
 }
 
 fn t5_cases() -> Vec<PathBuf> {
-    nava::oracle::case_dirs(&oracle_root())
-        .into_iter()
-        .filter(|d| nava::oracle::case_kind(d).map(|k| k == "nava_t5").unwrap_or(false))
-        .collect()
+    nava::oracle::cases_of(&oracle_root(), "nava_t5")
 }
 
 /// The message of an expected error (the encoder and its outputs have no `Debug`, so no `expect_err`).

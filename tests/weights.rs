@@ -266,9 +266,7 @@ fn with_header(file: &[u8], edit: impl FnOnce(String) -> String) -> Vec<u8> {
 
 #[test]
 fn every_oracle_safetensors_loads_with_its_header_keys() {
-    let dir = std::env::var_os("NAVA_ORACLES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracles"));
+    let dir = nava::oracle::root(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracles"));
     let Ok(cases) = std::fs::read_dir(&dir) else {
         println!("skipped: no oracle folder at {} (set NAVA_ORACLES)", dir.display());
         return;

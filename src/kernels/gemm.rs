@@ -55,7 +55,7 @@ impl WeightFormat {
     }
 
     /// Values of k per 32-bit word.
-    fn per_word(self) -> usize {
+    pub fn per_word(self) -> usize {
         match self {
             Self::F32 => 1,
             Self::F16 | Self::BF16 => 2,
@@ -65,7 +65,7 @@ impl WeightFormat {
     }
 
     /// k is padded with zeros to a multiple of this.
-    fn k_align(self) -> usize {
+    pub fn k_align(self) -> usize {
         match self {
             Self::Q8 | Self::Q4 => 32,
             _ => 4,

@@ -119,6 +119,16 @@ pub fn run_case(g: &Gpu, dir: &Path) -> Result<CaseReport, OracleError> {
     Ok(CaseReport { case: kind, dir: dir.to_path_buf(), comparisons })
 }
 
+/// The folder of cases to run: `NAVA_ORACLES` when set, else `default` (the repository's `tests/oracles`).
+pub fn root(default: &Path) -> PathBuf {
+    std::env::var_os("NAVA_ORACLES").map(PathBuf::from).unwrap_or_else(|| default.to_path_buf())
+}
+
+/// The case folders of one kind (`meta.json`'s `case`) under `root`.
+pub fn cases_of(root: &Path, kind: &str) -> Vec<PathBuf> {
+    case_dirs(root).into_iter().filter(|d| case_kind(d).is_ok_and(|k| k == kind)).collect()
+}
+
 /// Every case folder under `root` (folders holding a `meta.json`), sorted.
 pub fn case_dirs(root: &Path) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)

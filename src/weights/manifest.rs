@@ -118,13 +118,7 @@ pub struct Part {
 /// [`PackedWeight::quantize`]).
 pub fn packed_layout(format: WeightFormat, n: usize, k: usize) -> (Vec<usize>, Option<Vec<usize>>) {
     let n_pad = n.div_ceil(4) * 4;
-    let (per_word, k_align) = match format {
-        WeightFormat::F32 => (1, 4),
-        WeightFormat::F16 | WeightFormat::BF16 => (2, 4),
-        WeightFormat::Fp8 => (4, 4),
-        WeightFormat::Q8 => (4, 32),
-        WeightFormat::Q4 => (8, 32),
-    };
+    let (per_word, k_align) = (format.per_word(), format.k_align());
     let k_pad = k.div_ceil(k_align) * k_align;
     let scales = match format {
         WeightFormat::Q8 | WeightFormat::Q4 => Some(vec![k_pad / 32, n_pad / 2]),
