@@ -3,6 +3,7 @@
 //! Data flows one way through the modules: `gpu` → `kernels` → `weights` → `model` → `pipeline` → `io`.
 
 pub mod gpu;
+pub mod io;
 pub mod kernels;
 pub mod model;
 #[cfg(not(target_arch = "wasm32"))]

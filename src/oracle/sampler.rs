@@ -267,7 +267,7 @@ fn pipe(c: &mut Case, name: &str, spec: &Value, shift: f64) -> Result<(), Oracle
         PerModality { video: x_vid[..per_step(&x_vid)].to_vec(), audio: x_audio[..per_step(&x_audio)].to_vec() };
     let mut trace = PerModality { video: noise.video.clone(), audio: noise.audio.clone() };
     let (mut eps, mut timesteps) = (PerModality::<Vec<f32>>::default(), Vec::new());
-    let denoise = |pass: Pass, t: Timestep, x: &PerModality<Vec<f32>>| {
+    let denoise = |pass: Pass, t: Timestep, x: &mut PerModality<Vec<f32>>| {
         let (ctx_video, ctx_audio) = match pass.context() {
             Context::Positive => (CTX_POSITIVE, CTX_POSITIVE),
             Context::Negative => (CTX_VIDEO_NEGATIVE, CTX_AUDIO_NEGATIVE),

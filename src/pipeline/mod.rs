@@ -5,8 +5,11 @@
 //! Latents are host `f32` rows as the reference lays them out: video `[Σ F·h·w, C_video]`, audio
 //! `[Σ L_audio, C_audio]`.
 
+pub mod denoise;
 pub mod guidance;
+pub mod noise;
 pub mod sampler;
+pub mod shape;
 
 pub use guidance::{Context, Guidance, GuidanceScales, Pass, PassVelocities};
 pub use sampler::{train_sigmas, FlowMatchEuler, Scheduler, Solver, Timestep, UniPc, NUM_TRAIN_TIMESTEPS, SHIFT};
@@ -23,6 +26,8 @@ pub enum PipelineError {
     Length { what: String, expected: usize, found: usize },
     #[error("{scheduler}: all {steps} steps were taken; make a new scheduler for the next sample")]
     Finished { scheduler: &'static str, steps: usize },
+    #[error("stopped before the end (cancelled)")]
+    Cancelled,
     #[error(transparent)]
     Model(#[from] ModelError),
 }
@@ -71,29 +76,58 @@ pub struct StepRecord<'a> {
     pub latents: PerModality<&'a [f32]>,
 }
 
-/// The sampling loop of `AudioVideoPipeline.sample` from the initial noise `latents`. `denoise(pass, t, latents)`
-/// returns the velocities of one pass (the reference's `predict_eps`); `has_speaker_embeddings` says whether the
-/// batch has reference voices (`spk_embs`), which enables the timbre pass. `on_step` sees every finished step
-/// (progress, traces). Returns the final latents.
-pub fn sample<D, O>(
-    config: &SampleConfig,
-    mut latents: PerModality<Vec<f32>>,
+/// The state of the sampling loop between steps: both schedulers and the guidance settings. [`sample`] drives it
+/// with a closure; the generator drives it with asynchronous denoiser calls.
+pub struct Stepper {
+    video: Scheduler,
+    audio: Scheduler,
+    timesteps: Vec<Timestep>,
+    guidance: Guidance,
     has_speaker_embeddings: bool,
-    mut denoise: D,
-    mut on_step: O,
-) -> Result<PerModality<Vec<f32>>, PipelineError>
-where
-    D: FnMut(Pass, Timestep, &PerModality<Vec<f32>>) -> Result<PerModality<Vec<f32>>, PipelineError>,
-    O: FnMut(&StepRecord<'_>),
-{
-    config.guidance.check()?;
-    let mut video_scheduler = Scheduler::new(config.solver, config.num_steps, config.shift)?;
-    let mut audio_scheduler = Scheduler::new(config.solver, config.num_steps, config.shift_audio)?;
-    let guidance = &config.guidance;
-    // Both streams step on the video scheduler's timesteps (`zip(timesteps, timesteps)`).
-    for (index, t) in video_scheduler.timesteps().into_iter().enumerate() {
-        let mut run = |pass: Pass| -> Result<PerModality<Vec<f32>>, PipelineError> {
-            let v = denoise(pass, t, &latents)?;
+    index: usize,
+}
+
+impl Stepper {
+    /// `has_speaker_embeddings` says whether the batch has reference voices (`spk_embs`), which enables the timbre
+    /// pass.
+    pub fn new(config: &SampleConfig, has_speaker_embeddings: bool) -> Result<Self, PipelineError> {
+        config.guidance.check()?;
+        let video = Scheduler::new(config.solver, config.num_steps, config.shift)?;
+        let audio = Scheduler::new(config.solver, config.num_steps, config.shift_audio)?;
+        // Both streams step on the video scheduler's timesteps (`zip(timesteps, timesteps)`).
+        let timesteps = video.timesteps();
+        Ok(Self { video, audio, timesteps, guidance: config.guidance, has_speaker_embeddings, index: 0 })
+    }
+
+    pub fn timesteps(&self) -> &[Timestep] {
+        &self.timesteps
+    }
+
+    /// The next step's index and timestep, `None` when sampling is done.
+    pub fn next(&self) -> Option<(usize, Timestep)> {
+        self.timesteps.get(self.index).map(|&t| (self.index, t))
+    }
+
+    /// The passes of every step, in the reference's order.
+    pub fn passes(&self) -> Vec<Pass> {
+        self.guidance.passes(self.has_speaker_embeddings)
+    }
+
+    /// Combines the velocities of [`Stepper::passes`] (same order) and steps `latents`; returns the guided velocity.
+    pub fn step(
+        &mut self,
+        latents: &mut PerModality<Vec<f32>>,
+        velocities: &[PerModality<Vec<f32>>],
+    ) -> Result<PerModality<Vec<f32>>, PipelineError> {
+        let passes = self.passes();
+        if velocities.len() != passes.len() {
+            return Err(PipelineError::Length {
+                what: "velocities of one step (one per pass)".into(),
+                expected: passes.len(),
+                found: velocities.len(),
+            });
+        }
+        for (pass, v) in passes.iter().zip(velocities) {
             for m in [Modality::Video, Modality::Audio] {
                 let (found, expected) = (v.get(m).len(), latents.get(m).len());
                 if found != expected {
@@ -102,25 +136,48 @@ where
                     return Err(PipelineError::Length { what, expected, found });
                 }
             }
-            Ok(v)
-        };
-        // The passes in the reference's order (`Guidance::passes`).
-        let cond = run(Pass::Cond)?;
-        let uncond = run(Pass::Uncond)?;
-        let align = guidance.align_3d_cfg.then(|| run(Pass::Align)).transpose()?;
-        let timbre = guidance.timbre_active(has_speaker_embeddings).then(|| run(Pass::Timbre)).transpose()?;
+        }
+        let of_pass = |p: Pass| passes.iter().position(|&q| q == p).map(|i| &velocities[i]);
+        let (cond, uncond) = (&velocities[0], &velocities[1]);
+        let (align, timbre) = (of_pass(Pass::Align), of_pass(Pass::Timbre));
         let of = |m: Modality| PassVelocities {
             cond: cond.get(m),
             uncond: uncond.get(m),
-            align: align.as_ref().map(|v| v.get(m).as_slice()),
-            timbre: timbre.as_ref().map(|v| v.get(m).as_slice()),
+            align: align.map(|v| v.get(m).as_slice()),
+            timbre: timbre.map(|v| v.get(m).as_slice()),
         };
-        let velocity =
-            PerModality { video: guidance.video(&of(Modality::Video))?, audio: guidance.audio(&of(Modality::Audio))? };
-        latents = PerModality {
-            video: video_scheduler.step(&velocity.video, &latents.video)?,
-            audio: audio_scheduler.step(&velocity.audio, &latents.audio)?,
+        let g = &self.guidance;
+        let velocity = PerModality { video: g.video(&of(Modality::Video))?, audio: g.audio(&of(Modality::Audio))? };
+        *latents = PerModality {
+            video: self.video.step(&velocity.video, &latents.video)?,
+            audio: self.audio.step(&velocity.audio, &latents.audio)?,
         };
+        self.index += 1;
+        Ok(velocity)
+    }
+}
+
+/// The sampling loop of `AudioVideoPipeline.sample` from the initial noise `latents`. `denoise(pass, t, latents)`
+/// returns the velocities of one pass (the reference's `predict_eps`; it may write into the latents, as
+/// image-to-video does to the first frame); `has_speaker_embeddings` says whether the batch has reference voices
+/// (`spk_embs`), which enables the timbre pass. `on_step` sees every finished step (progress, traces). Returns the
+/// final latents.
+pub fn sample<D, O>(
+    config: &SampleConfig,
+    mut latents: PerModality<Vec<f32>>,
+    has_speaker_embeddings: bool,
+    mut denoise: D,
+    mut on_step: O,
+) -> Result<PerModality<Vec<f32>>, PipelineError>
+where
+    D: FnMut(Pass, Timestep, &mut PerModality<Vec<f32>>) -> Result<PerModality<Vec<f32>>, PipelineError>,
+    O: FnMut(&StepRecord<'_>),
+{
+    let mut stepper = Stepper::new(config, has_speaker_embeddings)?;
+    while let Some((index, t)) = stepper.next() {
+        let velocities =
+            stepper.passes().into_iter().map(|pass| denoise(pass, t, &mut latents)).collect::<Result<Vec<_>, _>>()?;
+        let velocity = stepper.step(&mut latents, &velocities)?;
         on_step(&StepRecord {
             index,
             timestep: t,

@@ -1,0 +1,161 @@
+//! The denoising stage of a generation — reference `AudioVideoPipeline.sample` with `NAVA.predict_eps`
+//! (pipeline_nava.py, model_nava.py), NAVA.md §5.3 and §6: the text contexts of every guidance pass prepared once,
+//! then per step the passes through the DiT, combined and stepped by [`Stepper`].
+//!
+//! Asynchronous so that the browser build can drive it without blocking; native code uses `block_on`.
+
+use crate::gpu::{Gpu, GpuTensor};
+use crate::model::dit::{Context, Dit, DitInput, Speakers};
+use crate::model::ModelError;
+
+use super::{Pass, PerModality, PipelineError, SampleConfig, Stepper, Timestep};
+
+/// What the text side hands the denoiser: T5 outputs `[n_tok, text_dim]` and the speakers.
+pub struct Conditioning<'a> {
+    pub positive: &'a GpuTensor,
+    /// The video negative prompt: in joint generation the backbone uses one context, the video one (§5.1).
+    pub negative: &'a GpuTensor,
+    /// Speaker embeddings and the positions of the caption's `<extra_id_2>` tokens.
+    pub speakers: Option<Speakers>,
+}
+
+/// The contexts of the passes: the positive one with speaker tokens written in (cond), without them (align,
+/// timbre: the reference passes no positions to the first and no embeddings to the second, so both see the plain
+/// T5 rows), and the negative one (uncond).
+pub struct PassContexts {
+    cond_with_speakers: Option<Context>,
+    positive: Context,
+    negative: Context,
+}
+
+impl PassContexts {
+    pub fn new(g: &Gpu, dit: &Dit, c: &Conditioning) -> Result<Self, ModelError> {
+        let positive = dit.prepare_context(g, c.positive, c.positive, None)?;
+        let negative = dit.prepare_context(g, c.negative, c.negative, None)?;
+        let cond_with_speakers =
+            c.speakers.as_ref().map(|s| dit.prepare_context(g, c.positive, c.positive, Some(s))).transpose()?;
+        Ok(Self { cond_with_speakers, positive, negative })
+    }
+
+    pub fn of(&self, pass: Pass) -> &Context {
+        match pass {
+            Pass::Cond => self.cond_with_speakers.as_ref().unwrap_or(&self.positive),
+            Pass::Uncond => &self.negative,
+            Pass::Align | Pass::Timbre => &self.positive,
+        }
+    }
+}
+
+/// The latent shapes of one generation: video `[C, F, h, w]` and audio `[L, C_audio]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LatentShape {
+    pub video: [usize; 4],
+    pub audio: [usize; 2],
+}
+
+impl LatentShape {
+    /// Values in one latent frame of video.
+    pub fn frame_len(&self) -> usize {
+        let [c, _, h, w] = self.video;
+        c * h * w
+    }
+}
+
+/// Called after every denoising step with its index and the total; returning `false` stops the generation.
+pub type StepObserver<'a> = dyn FnMut(usize, usize) -> bool + 'a;
+
+/// Runs the sampler from `latents` (the initial noise). `first_frame` (image-to-video) is the encoded image,
+/// `[C, 1, h, w]` values: before every pass it overwrites latent frame 0 in place and those tokens run at t = 0,
+/// and it is not restored after the last step, all as in the reference.
+#[allow(clippy::too_many_arguments)]
+pub async fn denoise(
+    g: &Gpu,
+    dit: &Dit,
+    contexts: &PassContexts,
+    config: &SampleConfig,
+    shape: LatentShape,
+    mut latents: PerModality<Vec<f32>>,
+    first_frame: Option<&[f32]>,
+    has_speaker_embeddings: bool,
+    on_step: &mut StepObserver<'_>,
+) -> Result<PerModality<Vec<f32>>, PipelineError> {
+    let [c, f, h, w] = shape.video;
+    let [la, ca] = shape.audio;
+    for (what, got, want) in [("video", latents.video.len(), c * f * h * w), ("audio", latents.audio.len(), la * ca)] {
+        if got != want {
+            return Err(PipelineError::Length { what: format!("initial {what} latents"), expected: want, found: got });
+        }
+    }
+    if let Some(img) = first_frame {
+        if img.len() != c * h * w {
+            return Err(PipelineError::Length {
+                what: "first-frame latent".into(),
+                expected: c * h * w,
+                found: img.len(),
+            });
+        }
+    }
+    let mut stepper = Stepper::new(config, has_speaker_embeddings)?;
+    let total = stepper.timesteps().len();
+    while let Some((index, t)) = stepper.next() {
+        let mut velocities = Vec::new();
+        for pass in stepper.passes() {
+            if let Some(img) = first_frame {
+                overwrite_first_frame(&mut latents.video, img, f, h * w);
+            }
+            velocities.push(forward(g, dit, contexts.of(pass), pass, t, shape, &latents, first_frame.is_some()).await?);
+        }
+        stepper.step(&mut latents, &velocities)?;
+        if !on_step(index + 1, total) {
+            return Err(PipelineError::Cancelled);
+        }
+    }
+    Ok(latents)
+}
+
+/// Writes the image latent into frame 0 of a `[C, F, hw]` video latent.
+fn overwrite_first_frame(video: &mut [f32], image: &[f32], frames: usize, plane: usize) {
+    for (ch, src) in image.chunks_exact(plane).enumerate() {
+        let start = ch * frames * plane;
+        video[start..start + plane].copy_from_slice(src);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    g: &Gpu,
+    dit: &Dit,
+    ctx: &Context,
+    pass: Pass,
+    t: Timestep,
+    shape: LatentShape,
+    latents: &PerModality<Vec<f32>>,
+    first_frame_is_clean: bool,
+) -> Result<PerModality<Vec<f32>>, PipelineError> {
+    let video = g.upload_f32("latent.video", &latents.video, &shape.video).map_err(ModelError::from)?;
+    let audio = g.upload_f32("latent.audio", &latents.audio, &shape.audio).map_err(ModelError::from)?;
+    let input = DitInput {
+        video: &video,
+        audio: &audio,
+        t: t.as_f32(),
+        first_frame_is_clean,
+        masking_modality: pass.masking_modality(),
+    };
+    let out = dit.forward(g, &input, ctx, None)?;
+    let video = g.read_f32(&out.video).await.map_err(ModelError::from)?;
+    let audio = g.read_f32(&out.audio).await.map_err(ModelError::from)?;
+    Ok(PerModality { video, audio })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::overwrite_first_frame;
+
+    #[test]
+    fn first_frame_lands_in_every_channel() {
+        // 2 channels, 3 frames, 2 values per frame.
+        let mut v: Vec<f32> = (0..12).map(|i| i as f32).collect();
+        overwrite_first_frame(&mut v, &[-1.0, -2.0, -3.0, -4.0], 3, 2);
+        assert_eq!(v, vec![-1.0, -2.0, 2.0, 3.0, 4.0, 5.0, -3.0, -4.0, 8.0, 9.0, 10.0, 11.0]);
+    }
+}
