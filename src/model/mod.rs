@@ -1,5 +1,6 @@
 //! The networks, one module each, as plain structs that mirror the reference modules and call kernels.
 
+pub mod audio_vae;
 pub mod dit;
 mod error;
 mod known;
