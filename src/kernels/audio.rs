@@ -12,6 +12,8 @@
 //! Signals are `[.., T]` rows (any leading dims). The filter launchers split the rows so that no binding exceeds
 //! the adapter's limit.
 
+use std::cell::Cell;
+
 use crate::gpu::{spread, Access, DType, Family, Gpu, GpuTensor, Spec};
 
 use super::{Check, KernelError};
@@ -76,6 +78,19 @@ struct Params {
 /// Every variant, for the validation test.
 pub fn variants() -> Vec<Spec> {
     Kernel::ALL.iter().map(|k| k.spec()).collect()
+}
+
+thread_local! {
+    static BINDING_LIMIT: Cell<Option<u64>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with this family's per-binding limit lowered to `bytes` on the calling thread (never raised above the
+/// adapter's), so that tests can check the row splits on small signals.
+pub fn with_binding_limit<R>(bytes: u64, f: impl FnOnce() -> R) -> R {
+    let old = BINDING_LIMIT.replace(Some(bytes));
+    let r = f();
+    BINDING_LIMIT.set(old);
+    r
 }
 
 /// Padding of the samples outside a signal.
@@ -171,7 +186,8 @@ fn run_rows(
     snake: Option<(&GpuTensor, &GpuTensor)>,
     base: Params,
 ) -> Result<(), KernelError> {
-    let cap = ((g.max_binding().saturating_sub(g.binding_align())) / 4) as usize;
+    let limit = BINDING_LIMIT.get().map_or(g.max_binding(), |l| l.min(g.max_binding()));
+    let cap = (limit.saturating_sub(g.binding_align()) / 4) as usize;
     let per = in_per_row.max(out_per_row);
     if per > cap {
         return Err(unsupported(op, format!("one row ({per} samples) exceeds the binding limit")));
