@@ -85,6 +85,7 @@ impl Src<'_> {
 }
 
 /// `nn.Conv1d` on `[C, T]` rows.
+#[allow(clippy::too_many_arguments)]
 fn conv1d(
     x: &[Vec<f64>],
     w: &[f64],

@@ -311,7 +311,7 @@ pub fn stft_magnitude(g: &Gpu, spec: &GpuTensor) -> Result<GpuTensor, KernelErro
     const OP: &str = "stft_magnitude";
     check_f32(OP, "spec", spec)?;
     let s = spec.shape();
-    if s.len() < 2 || s[s.len() - 2] % 2 != 0 || spec.numel() == 0 {
+    if s.len() < 2 || !s[s.len() - 2].is_multiple_of(2) || spec.numel() == 0 {
         return Err(KernelError::Shape {
             op: OP,
             tensor: "spec",

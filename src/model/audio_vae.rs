@@ -187,7 +187,7 @@ impl AudioVaeConfig {
                 d.ch_mult
             ));
         }
-        if d.mel_bins == 0 || d.mel_bins % TIME_FACTOR != 0 || d.z_channels == 0 || d.out_ch == 0 {
+        if d.mel_bins == 0 || !d.mel_bins.is_multiple_of(TIME_FACTOR) || d.z_channels == 0 || d.out_ch == 0 {
             return bad(format!(
                 "mel_bins {} must be a positive multiple of 4; z_channels and out_ch positive",
                 d.mel_bins

@@ -249,7 +249,7 @@ impl VocoderConfig {
         let b = self.bwe();
         b.generator.validate("vocoder.bwe")?;
         let bad = |m: String| Err(ModelError::Config(format!("vocoder.bwe: {m}")));
-        if b.input_sampling_rate == 0 || b.output_sampling_rate % b.input_sampling_rate != 0 {
+        if b.input_sampling_rate == 0 || !b.output_sampling_rate.is_multiple_of(b.input_sampling_rate) {
             return bad(format!(
                 "output rate {} must be a multiple of the input rate {}",
                 b.output_sampling_rate, b.input_sampling_rate
@@ -258,7 +258,7 @@ impl VocoderConfig {
         if b.num_mels * 2 != MEL_CHANNELS {
             return bad(format!("num_mels {} must be 64 (the generator reads 2 × 64 channels)", b.num_mels));
         }
-        if b.hop_length == 0 || b.n_fft < b.hop_length || b.n_fft % 2 != 0 {
+        if b.hop_length == 0 || b.n_fft < b.hop_length || !b.n_fft.is_multiple_of(2) {
             return bad(format!("n_fft {} and hop {}: need an even n_fft >= hop > 0", b.n_fft, b.hop_length));
         }
         let ratio = b.output_sampling_rate / b.input_sampling_rate;
@@ -340,7 +340,7 @@ impl Activation1d {
             pad,
             padding: Pad::Replicate,
             pad_left: pad * r + (k - r) / 2,
-            pad_right: pad * r + (k - r + 1) / 2,
+            pad_right: pad * r + (k - r).div_ceil(2),
             gain: r as f32,
             snake: snake.then_some((&self.alpha, &self.beta)),
         }
@@ -364,7 +364,7 @@ impl Activation1d {
         let args = FirDown {
             filter: &self.down,
             stride: 2,
-            pad_left: k / 2 - usize::from(k % 2 == 0),
+            pad_left: k / 2 - usize::from(k.is_multiple_of(2)),
             pad_right: k / 2,
             padding: Pad::Replicate,
             max_len: None,
@@ -823,7 +823,7 @@ pub fn resample(g: &Gpu, wave: &GpuTensor, from: usize, rate: usize) -> Result<G
     let y = if rate == from {
         crate::kernels::elementwise::copy(g, wave)?
     } else {
-        if rate == 0 || from % rate != 0 {
+        if rate == 0 || !from.is_multiple_of(rate) {
             return Err(ModelError::Input {
                 what: "audio rate".into(),
                 problem: format!(

@@ -150,7 +150,8 @@ fn fir_downsample_matches_reference() {
     let g = test_gpu();
     // LowPassFilter1d (12 taps, stride 2, replicate (5, 6)); torchaudio 48k → 16k (41 taps, stride 3, zeros
     // (19, 22), cut to ceil(T/3)); a unit-filter zero pad.
-    let cases: [(usize, usize, usize, usize, usize, Pad, Option<usize>); 4] = [
+    type Case = (usize, usize, usize, usize, usize, Pad, Option<usize>);
+    let cases: [Case; 4] = [
         (74, 12, 2, 5, 6, Pad::Replicate, None),
         (99, 41, 3, 19, 22, Pad::Zero, Some(33)),
         (100, 41, 3, 19, 22, Pad::Zero, Some(34)),
