@@ -1,11 +1,11 @@
 // audio.wgsl — per-channel FIR resampling and the spectral front end of the vocoders (NAVA.md §7.3, §10.4).
 //
 // fir_up:   y[r, m] = gain · Σ_k f[k] · xp[(m + pad_left − k)/ratio], over the k where the division is exact and
-//           the index lies in xp; xp is x[r] padded by `pad` samples per side (replicate, or zeros), i.e. PyTorch's
+//           the index lies in xp; xp is x[r] padded by `pad` samples per side (replicate, reflect or zeros), i.e. PyTorch's
 //           F.pad + conv_transpose1d(stride = ratio) + crop of BigVGAN's UpSample1d. With FLAG_SNAKE the result
 //           goes through SnakeBeta with log-scale α, β of channel (row0 + r) mod channels.
-// fir_down: y[r, t] = Σ_j f[j] · x[r, stride·t + j − pad_left], outside samples replicated or zero: LowPassFilter1d
-//           (replicate) and torchaudio's sinc resampling (zeros).
+// fir_down: y[r, t] = Σ_j f[j] · x[r, stride·t + j − pad_left], outside samples replicated, reflected or zero:
+//           LowPassFilter1d (replicate), torchaudio's sinc resampling (zeros), STFT centring (reflect).
 // magnitude: spec [rows, 2n, F] (real rows, then imaginary rows) → [rows, n, F], √(re² + im²).
 // log_mel:   mag [rows, n, F], basis [m, n] → [rows, m, F], log(max(basis · mag, 1e-5)).
 // One invocation per output element; the launchers split rows so that no binding exceeds the adapter's limit.
@@ -31,6 +31,7 @@ struct Params {
 
 const FLAG_SNAKE: u32 = 1u;
 const FLAG_REPLICATE: u32 = 2u;
+const FLAG_REFLECT: u32 = 4u;
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> filt: array<f32>;
@@ -50,10 +51,15 @@ fn padded(r: u32, i: i32, pad: i32) -> vec2<f32> {
     let t = i32(p.t_in);
     var j = i - pad;
     if (j < 0 || j >= t) {
-        if ((p.flags & FLAG_REPLICATE) == 0u) {
+        if ((p.flags & FLAG_REFLECT) != 0u) {
+            // Mirror without repeating the edge (the launcher checks that the padding is shorter than x).
+            j = select(j, -j, j < 0);
+            j = select(j, 2 * (t - 1) - j, j >= t);
+        } else if ((p.flags & FLAG_REPLICATE) != 0u) {
+            j = clamp(j, 0, t - 1);
+        } else {
             return vec2<f32>(0.0, 0.0);
         }
-        j = clamp(j, 0, t - 1);
     }
     return vec2<f32>(x[p.x_off + r * p.t_in + u32(j)], 1.0);
 }

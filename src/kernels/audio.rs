@@ -5,8 +5,8 @@
 //! - [`fir_upsample`]: BigVGAN's `UpSample1d` (pad, depthwise `conv_transpose1d` with one shared filter, × ratio,
 //!   crop), optionally fused with SnakeBeta — the first two steps of the anti-aliased `Activation1d`, and the
 //!   Hann-sinc ×3 skip path of the bandwidth extension.
-//! - [`fir_downsample`]: a strided depthwise FIR with one shared filter: `LowPassFilter1d` (replicate padding)
-//!   and torchaudio's sinc resampler for integer ratios (zero padding).
+//! - [`fir_downsample`]: a strided depthwise FIR with one shared filter: `LowPassFilter1d` (replicate padding),
+//!   torchaudio's sinc resampler for integer ratios (zero padding) and, with a unit filter, padding and cropping.
 //! - [`stft_magnitude`] and [`log_mel`]: `√(re² + im²)` of a conv-STFT and `log(max(basis · mag, 1e-5))`.
 //!
 //! Signals are `[.., T]` rows (any leading dims). The filter launchers split the rows so that no binding exceeds
@@ -23,6 +23,7 @@ pub static FAMILY: Family = Family { name: "audio", source: include_str!("../../
 const WG: u32 = 64;
 const FLAG_SNAKE: u32 = 1;
 const FLAG_REPLICATE: u32 = 2;
+const FLAG_REFLECT: u32 = 4;
 
 /// The compute entry points.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,7 +99,30 @@ pub fn with_binding_limit<R>(bytes: u64, f: impl FnOnce() -> R) -> R {
 pub enum Pad {
     /// The edge sample repeated (`F.pad(mode="replicate")`).
     Replicate,
+    /// Mirrored about the edge sample (`F.pad(mode="reflect")`); the padding must be shorter than the signal.
+    Reflect,
     Zero,
+}
+
+impl Pad {
+    fn flag(self) -> u32 {
+        match self {
+            Self::Replicate => FLAG_REPLICATE,
+            Self::Reflect => FLAG_REFLECT,
+            Self::Zero => 0,
+        }
+    }
+}
+
+fn check_reflect(op: &'static str, mode: Pad, t: usize, pads: &[usize]) -> Result<(), KernelError> {
+    let p = pads.iter().copied().max().unwrap_or(0);
+    if mode == Pad::Reflect && p >= t {
+        return Err(unsupported(
+            op,
+            format!("reflect padding of {p} needs a signal longer than {p} samples (has {t})"),
+        ));
+    }
+    Ok(())
 }
 
 /// Options of [`fir_upsample`]: PyTorch's `F.pad(x, (pad, pad))` then `conv_transpose1d(stride = ratio)` with the
@@ -251,10 +275,8 @@ pub fn fir_upsample(g: &Gpu, x: &GpuTensor, args: &FirUp) -> Result<GpuTensor, K
     let mut shape = x.shape().to_vec();
     *shape.last_mut().expect("rank checked") = l_out;
     let y = g.alloc("fir_upsample output", &shape, DType::F32)?;
-    let mut flags = if args.snake.is_some() { FLAG_SNAKE } else { 0 };
-    if args.padding == Pad::Replicate {
-        flags |= FLAG_REPLICATE;
-    }
+    check_reflect(OP, args.padding, t, &[args.pad])?;
+    let flags = if args.snake.is_some() { FLAG_SNAKE } else { 0 } | args.padding.flag();
     let base = Params {
         t_in: t as u32,
         l_out: l_out as u32,
@@ -284,6 +306,7 @@ pub fn fir_downsample(g: &Gpu, x: &GpuTensor, args: &FirDown) -> Result<GpuTenso
     if padded < taps {
         return Err(unsupported(OP, format!("the padded length {padded} is shorter than the {taps}-tap filter")));
     }
+    check_reflect(OP, args.padding, t, &[args.pad_left, args.pad_right])?;
     let mut l_out = (padded - taps) / args.stride + 1;
     if let Some(m) = args.max_len {
         l_out = l_out.min(m.max(1));
@@ -297,7 +320,7 @@ pub fn fir_downsample(g: &Gpu, x: &GpuTensor, args: &FirDown) -> Result<GpuTenso
         ratio: args.stride as u32,
         taps: taps as u32,
         pad_left: args.pad_left as u32,
-        flags: if args.padding == Pad::Replicate { FLAG_REPLICATE } else { 0 },
+        flags: args.padding.flag(),
         channels: 1,
         gain: 1.0,
         ..Default::default()

@@ -25,6 +25,9 @@ fn padded(x: &[f32], i: isize, mode: Pad) -> f64 {
         x[i as usize] as f64
     } else if mode == Pad::Replicate {
         x[i.clamp(0, t - 1) as usize] as f64
+    } else if mode == Pad::Reflect {
+        let j = if i < 0 { -i } else { 2 * (t - 1) - i };
+        x[j as usize] as f64
     } else {
         0.0
     }
@@ -151,11 +154,12 @@ fn fir_downsample_matches_reference() {
     // LowPassFilter1d (12 taps, stride 2, replicate (5, 6)); torchaudio 48k → 16k (41 taps, stride 3, zeros
     // (19, 22), cut to ceil(T/3)); a unit-filter zero pad.
     type Case = (usize, usize, usize, usize, usize, Pad, Option<usize>);
-    let cases: [Case; 4] = [
+    let cases: [Case; 5] = [
         (74, 12, 2, 5, 6, Pad::Replicate, None),
         (99, 41, 3, 19, 22, Pad::Zero, Some(33)),
         (100, 41, 3, 19, 22, Pad::Zero, Some(34)),
         (7, 1, 1, 0, 5, Pad::Zero, None),
+        (40, 16, 5, 8, 8, Pad::Reflect, None),
     ];
     for (i, &(t, taps, stride, pl, pr, mode, max_len)) in cases.iter().enumerate() {
         let rows = 6;
@@ -238,6 +242,14 @@ fn bad_inputs_are_refused_with_reasons() {
     let short = up(g, &[1.0; 5], &[5]);
     let e = fir_downsample(g, &short, &FirDown { stride: 1, ..down }).unwrap_err().to_string();
     assert!(e.contains("shorter than the 12-tap filter"), "{e}");
+    let e = fir_downsample(
+        g,
+        &short,
+        &FirDown { filter: &f, stride: 1, pad_left: 5, pad_right: 5, padding: Pad::Reflect, max_len: None },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("reflect padding of 5"), "{e}");
     let e = stft_magnitude(g, &up(g, &[0.0; 9], &[3, 3])).unwrap_err().to_string();
     assert!(e.contains("2n"), "{e}");
     let e = log_mel(g, &x, &up(g, &[0.0; 6], &[2, 3])).unwrap_err().to_string();
