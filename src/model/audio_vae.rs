@@ -9,14 +9,21 @@
 //!
 //! Every 2-D convolution is causal in time (the height axis): 3×3 kernels pad time (2, 0) and frequency (1, 1).
 //! The upsampler's conv followed by dropping its first output row equals the same conv with time padding (1, 0),
-//! which is what runs here. Keys are those of `ltx-2.3-22b-dev_audio_vae.safetensors` under `audio_vae.`; the
-//! encoder's keys are named by [`AudioVaeConfig::key_table`] (the file holds them) but the encoder is not
-//! implemented: the pipeline only decodes.
+//! which is what runs here. Keys are those of `ltx-2.3-22b-dev_audio_vae.safetensors` under `audio_vae.`.
+//!
+//! [`AudioEncoder`] is the reverse path of `LtxAudioVAE.wrapped_encode` (the pipeline only decodes; the encoder
+//! is here for completeness and parity): 16 kHz stereo waveform → torchaudio `MelSpectrogram` (n_fft 1024, hop
+//! 160, periodic Hann, centred with reflect padding, magnitude, slaney mel scale and norm) → `log(max(·, 1e-5))`
+//! → causal conv_in → levels 0..2 (resnet blocks; levels 0 and 1 end in a stride-2 conv after padding time
+//! (2, 0) and frequency (0, 1)) → mid → PixelNorm → SiLU → conv_out → the first z channels (the mean) →
+//! `(x − mean) / std` per token feature → tokens `[T, 128]`. The STFT is a direct windowed DFT (a convolution
+//! with a host-built basis), not an FFT.
 
 use serde::{Deserialize, Serialize};
 
 use crate::gpu::{DType, Gpu, GpuTensor};
-use crate::kernels::conv::{conv2d, permute, upsample_nearest2x, Conv2dArgs};
+use crate::kernels::audio::{fir_downsample, log_mel, stft_magnitude, FirDown, Pad};
+use crate::kernels::conv::{conv1d, conv2d, permute, upsample_nearest2x, Conv1dArgs, Conv2dArgs};
 use crate::kernels::elementwise::{binary, binary_inplace, Binary};
 use crate::kernels::gemm::WeightFormat;
 use crate::kernels::norm::pixel_norm_silu;
@@ -488,5 +495,246 @@ impl AudioDecoder {
             return Err(ModelError::Config(format!("decoded {:?}, expected {want:?}", y.shape())));
         }
         Ok(y)
+    }
+}
+
+/// A stride-2 `Downsample` conv of the encoder (plain `Conv2d`, padded time (2, 0), frequency (0, 1)).
+struct Downsample {
+    weight: GpuTensor,
+    bias: GpuTensor,
+}
+
+struct DownLevel {
+    blocks: Vec<ResnetBlock>,
+    downsample: Option<Downsample>,
+}
+
+/// torchaudio's `melscale_fbanks(n_freqs, 0, f_max, n_mels, rate, norm="slaney", mel_scale="slaney")`,
+/// transposed to `[n_mels, n_freqs]`.
+pub fn slaney_mel_basis(n_freqs: usize, f_max: f64, n_mels: usize, rate: f64) -> Vec<f32> {
+    let (f_sp, min_log_hz) = (200.0 / 3.0, 1000.0);
+    let min_log_mel = min_log_hz / f_sp;
+    let logstep = 6.4f64.ln() / 27.0;
+    let hz_to_mel = |f: f64| if f >= min_log_hz { min_log_mel + (f / min_log_hz).ln() / logstep } else { f / f_sp };
+    let mel_to_hz = |m: f64| if m >= min_log_mel { min_log_hz * (logstep * (m - min_log_mel)).exp() } else { f_sp * m };
+    let (m_min, m_max) = (hz_to_mel(0.0), hz_to_mel(f_max));
+    let f_pts: Vec<f64> =
+        (0..n_mels + 2).map(|i| mel_to_hz(m_min + (m_max - m_min) * i as f64 / (n_mels + 1) as f64)).collect();
+    let nyquist = (rate as usize / 2) as f64;
+    let mut fb = vec![0.0f32; n_mels * n_freqs];
+    for k in 0..n_freqs {
+        let f = nyquist * k as f64 / (n_freqs - 1).max(1) as f64;
+        for m in 0..n_mels {
+            let down = (f - f_pts[m]) / (f_pts[m + 1] - f_pts[m]);
+            let up = (f_pts[m + 2] - f) / (f_pts[m + 2] - f_pts[m + 1]);
+            let enorm = 2.0 / (f_pts[m + 2] - f_pts[m]);
+            fb[m * n_freqs + k] = (down.min(up).max(0.0) * enorm) as f32;
+        }
+    }
+    fb
+}
+
+/// `[2·(n/2 + 1), 1, n]`: rows k = cos(2πkt/n)·w[t], rows n/2 + 1 + k = −sin(2πkt/n)·w[t], w the periodic Hann
+/// window (torch.stft's onesided DFT of a windowed frame).
+pub fn stft_basis(n_fft: usize) -> Vec<f32> {
+    let bins = n_fft / 2 + 1;
+    let mut b = vec![0.0f32; 2 * bins * n_fft];
+    for t in 0..n_fft {
+        let w = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * t as f64 / n_fft as f64).cos();
+        for k in 0..bins {
+            // Reduce k·t modulo n so that the angle stays small and exact.
+            let a = 2.0 * std::f64::consts::PI * ((k * t) % n_fft) as f64 / n_fft as f64;
+            b[k * n_fft + t] = (a.cos() * w) as f32;
+            b[(bins + k) * n_fft + t] = (-a.sin() * w) as f32;
+        }
+    }
+    b
+}
+
+/// `AudioEncoder` with its statistics and the `AudioProcessor` mel front end, on the GPU (f32).
+pub struct AudioEncoder {
+    pub config: AudioVaeConfig,
+    neg_mean: GpuTensor,
+    inv_std: GpuTensor,
+    stft: GpuTensor,
+    mel: GpuTensor,
+    unit: GpuTensor,
+    conv_in: CausalConv,
+    down: Vec<DownLevel>,
+    mid: [ResnetBlock; 2],
+    conv_out: CausalConv,
+}
+
+impl AudioEncoder {
+    /// Reads `audio_vae.per_channel_statistics.*` and `audio_vae.encoder.*` of `src` (other keys are ignored).
+    pub fn load(
+        g: &Gpu,
+        src: &dyn TensorSource,
+        config: AudioVaeConfig,
+        _format: WeightFormat,
+    ) -> Result<Self, ModelError> {
+        config.validate()?;
+        let mut table = config.stats_keys();
+        config.encoder_keys(&mut table);
+        check_part(
+            src,
+            &table,
+            &[&format!("{PREFIX}encoder."), &format!("{PREFIX}per_channel_statistics.")],
+            "is this the LTX-2.3 audio VAE file (ltx-2.3-22b-dev_audio_vae.safetensors) with this config?",
+        )?;
+        let d = config.dd().clone();
+        let n = config.token_dim();
+        let root = Scope::root(src, PREFIX);
+        let stats = root.scope("per_channel_statistics");
+        let stats = stats.get();
+        let std = stats.f32("std-of-means", &[n])?;
+        let mean = stats.f32("mean-of-means", &[n])?;
+        let enc = root.scope("encoder");
+        let w = enc.get();
+        let downs = w.scope("down");
+        let mut down = Vec::new();
+        let mut block_in = d.ch;
+        let levels = d.ch_mult.len();
+        for (l, &m) in d.ch_mult.iter().enumerate() {
+            let out = d.ch * m;
+            let lw = downs.get().at(l);
+            let lw = lw.get();
+            let bl = lw.scope("block");
+            let mut blocks = Vec::new();
+            for j in 0..d.num_res_blocks {
+                blocks.push(ResnetBlock::load(g, bl.get().at(j).get(), block_in, out)?);
+                block_in = out;
+            }
+            let downsample = if l + 1 != levels {
+                let dw = lw.scope("downsample");
+                let dw = dw.get();
+                Some(Downsample {
+                    weight: dw.tensor(g, "conv.weight", &[out, out, 3, 3])?,
+                    bias: dw.tensor(g, "conv.bias", &[out])?,
+                })
+            } else {
+                None
+            };
+            down.push(DownLevel { blocks, downsample });
+        }
+        let mid = w.scope("mid");
+        let mid = mid.get();
+        let block = |name: &str| ResnetBlock::load(g, mid.scope(name).get(), block_in, block_in);
+        let mid = [block("block_1")?, block("block_2")?];
+        let z = if d.double_z { 2 * d.z_channels } else { d.z_channels };
+        let pre = &config.audio_vae.preprocessing;
+        let n_fft = pre.stft.filter_length;
+        let bins = n_fft / 2 + 1;
+        let rate = config.audio_vae.model.params.sampling_rate as f64;
+        let neg_mean: Vec<f32> = mean.iter().map(|v| -v).collect();
+        let inv_std: Vec<f32> = std.iter().map(|v| 1.0 / v).collect();
+        Ok(Self {
+            neg_mean: g.upload_f32("audio VAE −mean", &neg_mean, &[n])?,
+            inv_std: g.upload_f32("audio VAE 1/std", &inv_std, &[n])?,
+            stft: g.upload_f32("stft basis", &stft_basis(n_fft), &[2 * bins, 1, n_fft])?,
+            // `AudioProcessor` uses f_max = rate / 2 whatever the config's mel_fmax says.
+            mel: g.upload_f32(
+                "mel basis",
+                &slaney_mel_basis(bins, rate / 2.0, d.mel_bins, rate),
+                &[d.mel_bins, bins],
+            )?,
+            unit: g.upload_f32("unit filter", &[1.0], &[1])?,
+            conv_in: CausalConv::load(g, w, "conv_in", d.ch, d.in_channels, 3)?,
+            down,
+            mid,
+            conv_out: CausalConv::load(g, w, "conv_out", z, block_in, 3)?,
+            config,
+        })
+    }
+
+    /// `AudioProcessor.waveform_to_mel`: waveform `[C, L]` at the model rate → log-mel `[C, 1 + L/hop, mel_bins]`.
+    pub fn waveform_to_mel(&self, g: &Gpu, wave: &GpuTensor) -> Result<GpuTensor, ModelError> {
+        let d = self.config.dd();
+        let stft = &self.config.audio_vae.preprocessing.stft;
+        let (n_fft, hop) = (stft.filter_length, stft.hop_length);
+        let s = wave.shape();
+        let ok = matches!(s, [c, l] if *c == d.in_channels && *l > n_fft / 2) && wave.dtype() == DType::F32;
+        if !ok {
+            return Err(ModelError::Input {
+                what: "waveform".into(),
+                problem: format!(
+                    "has shape {s:?}; expected [{}, samples] f32 at {} Hz with more than {} samples (duplicate a mono \
+                     signal, downmix more channels)",
+                    d.in_channels,
+                    self.config.audio_vae.model.params.sampling_rate,
+                    n_fft / 2
+                ),
+            });
+        }
+        let (c, l) = (s[0], s[1]);
+        // center=True: reflect-pad n_fft/2 per side, then frames every hop.
+        let args = FirDown {
+            filter: &self.unit,
+            stride: 1,
+            pad_left: n_fft / 2,
+            pad_right: n_fft / 2,
+            padding: Pad::Reflect,
+            max_len: None,
+        };
+        let padded = fir_downsample(g, wave, &args)?;
+        let lp = l + n_fft;
+        let spec = conv1d(
+            g,
+            &padded.reshape(&[c, 1, lp]).expect("same size"),
+            &self.stft,
+            &Conv1dArgs { stride: hop, ..Default::default() },
+        )?;
+        let mag = stft_magnitude(g, &spec)?;
+        let mel = log_mel(g, &mag, &self.mel)?; // [C, mels, frames]
+        Ok(permute(g, &mel, &[0, 2, 1])?)
+    }
+
+    /// Waveform `[2, L]` (16 kHz) → normalised latent tokens `[T, 128]`, T = ⌈(1 + L/160)/4⌉. `trace` receives
+    /// `enc.mel` (`[2, frames, 64]`), `enc.conv_in`, `enc.down{l}.block{j}`, `enc.down{l}.downsample`,
+    /// `enc.mid.block_{1,2}`, `enc.conv_out` and `enc.latent` (normalised, `[8, T, 16]`).
+    pub fn encode(&self, g: &Gpu, wave: &GpuTensor, mut trace: Option<&mut Trace>) -> Result<GpuTensor, ModelError> {
+        let mel = self.waveform_to_mel(g, wave)?;
+        let mut emit = |name: &str, x: &GpuTensor| {
+            if let Some(f) = trace.as_mut() {
+                f(name, x);
+            }
+        };
+        emit("enc.mel", &mel);
+        let mut x = self.conv_in.forward(g, &mel, false)?;
+        emit("enc.conv_in", &x);
+        for (l, level) in self.down.iter().enumerate() {
+            for (j, b) in level.blocks.iter().enumerate() {
+                x = b.forward(g, &x)?;
+                emit(&format!("enc.down{l}.block{j}"), &x);
+            }
+            if let Some(ds) = &level.downsample {
+                let args =
+                    Conv2dArgs { bias: Some(&ds.bias), padding: [2, 0, 0, 1], stride: [2, 2], ..Default::default() };
+                x = conv2d(g, &x, &ds.weight, &args)?;
+                emit(&format!("enc.down{l}.downsample"), &x);
+            }
+        }
+        for (i, b) in self.mid.iter().enumerate() {
+            x = b.forward(g, &x)?;
+            emit(&format!("enc.mid.block_{}", i + 1), &x);
+        }
+        let y = self.conv_out.forward(g, &pn_silu(g, &x)?, false)?;
+        emit("enc.conv_out", &y);
+        let d = self.config.dd();
+        let [_, t, f] = y.shape()[..] else { unreachable!("conv2d keeps [C, T, F]") };
+        let (z, n) = (d.z_channels, self.config.token_dim());
+        if f * z != n {
+            return Err(ModelError::Config(format!("encoded {:?}: {f} bins × {z} channels is not {n}", y.shape())));
+        }
+        // The mean half, as tokens 'c t f -> t (c f)', normalised per feature.
+        let means = y.rows(0, z).expect("2z channels");
+        let tokens = permute(g, &means, &[1, 0, 2])?.reshape(&[t, n]).expect("token = z · bins");
+        binary_inplace(g, &tokens, &self.neg_mean, Binary::Add)?;
+        binary_inplace(g, &tokens, &self.inv_std, Binary::Mul)?;
+        if let Some(f) = trace.as_mut() {
+            let latent = permute(g, &tokens.reshape(&[t, z, n / z]).expect("same size"), &[1, 0, 2])?;
+            f("enc.latent", &latent);
+        }
+        Ok(tokens)
     }
 }
