@@ -8,7 +8,8 @@
 //           LowPassFilter1d (replicate), torchaudio's sinc resampling (zeros), STFT centring (reflect).
 // magnitude: spec [rows, 2n, F] (real rows, then imaginary rows) → [rows, n, F], √(re² + im²).
 // log_mel:   mag [rows, n, F], basis [m, n] → [rows, m, F], log(max(basis · mag, 1e-5)).
-// One invocation per output element; the launchers split rows so that no binding exceeds the adapter's limit.
+// Rows are workgroup y, positions a grid-stride loop over x; the launchers split rows so that no binding exceeds the
+// adapter's limit.
 
 struct Params {
     rows: u32,
@@ -42,10 +43,6 @@ const FLAG_REFLECT: u32 = 4u;
 
 override WG: u32 = 64u;
 
-fn linear_id(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.x + wid.y * nwg.x) * WG + lid;
-}
-
 // Sample i of row r of x after padding: i counts from the first padded sample; returns (value, inside).
 fn padded(r: u32, i: i32, pad: i32) -> vec2<f32> {
     let t = i32(p.t_in);
@@ -67,81 +64,104 @@ fn padded(r: u32, i: i32, pad: i32) -> vec2<f32> {
 @compute @workgroup_size(WG)
 fn fir_up(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
-    let id = linear_id(wid, nwg, lid);
-    if (id >= p.rows * p.l_out) {
+    // Row = workgroup y; positions in a grid-stride loop over x, so that no index needs a division by l_out.
+    let r = wid.y;
+    if (r >= p.rows) {
         return;
     }
-    let r = id / p.l_out;
-    let m = id % p.l_out;
-    let n = m + p.pad_left;
     let xp_len = p.t_in + 2u * p.pad;
-    var acc = 0.0;
-    // Only taps k ≡ n (mod ratio) meet an input sample.
-    for (var k = n % p.ratio; k < p.taps && k <= n; k = k + p.ratio) {
-        let i = (n - k) / p.ratio;
-        if (i < xp_len) {
-            acc = acc + filt[k] * padded(r, i32(i), i32(p.pad)).x;
-        }
-    }
-    var v = p.gain * acc;
-    if ((p.flags & FLAG_SNAKE) != 0u) {
+    var a = 1.0;
+    var inv_b = 0.0;
+    let snake = (p.flags & FLAG_SNAKE) != 0u;
+    if (snake) {
         let c = (p.row0 + r) % p.channels;
-        let a = exp(alpha[c]);
-        let b = exp(beta[c]);
-        let s = sin(v * a);
-        v = v + (1.0 / (b + 1e-9)) * (s * s);
+        a = exp(alpha[c]);
+        inv_b = 1.0 / (exp(beta[c]) + 1e-9);
     }
-    y[p.y_off + id] = v;
+    let y_row = p.y_off + r * p.l_out;
+    for (var m = wid.x * WG + lid; m < p.l_out; m = m + nwg.x * WG) {
+        let n = m + p.pad_left;
+        // Only taps k ≡ n (mod ratio) meet an input sample: k = n mod ratio + j·ratio reads xp[n/ratio − j].
+        var k = n % p.ratio;
+        var i = i32(n / p.ratio);
+        var acc = 0.0;
+        loop {
+            if (k >= p.taps || i < 0) {
+                break;
+            }
+            if (u32(i) < xp_len) {
+                acc = acc + filt[k] * padded(r, i, i32(p.pad)).x;
+            }
+            k = k + p.ratio;
+            i = i - 1;
+        }
+        var v = p.gain * acc;
+        if (snake) {
+            let s = sin(v * a);
+            v = v + inv_b * (s * s);
+        }
+        y[y_row + m] = v;
+    }
 }
 
 @compute @workgroup_size(WG)
 fn fir_down(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
-    let id = linear_id(wid, nwg, lid);
-    if (id >= p.rows * p.l_out) {
+    let r = wid.y;
+    if (r >= p.rows) {
         return;
     }
-    let r = id / p.l_out;
-    let t = id % p.l_out;
-    let base = i32(p.ratio * t);
-    var acc = 0.0;
-    for (var j = 0u; j < p.taps; j = j + 1u) {
-        acc = acc + filt[j] * padded(r, base + i32(j), i32(p.pad_left)).x;
+    let y_row = p.y_off + r * p.l_out;
+    for (var t = wid.x * WG + lid; t < p.l_out; t = t + nwg.x * WG) {
+        let base = i32(p.ratio * t) - i32(p.pad_left);
+        var acc = 0.0;
+        if (base >= 0 && base + i32(p.taps) <= i32(p.t_in)) {
+            // Interior: no padding.
+            let x0 = p.x_off + r * p.t_in + u32(base);
+            for (var j = 0u; j < p.taps; j = j + 1u) {
+                acc = acc + filt[j] * x[x0 + j];
+            }
+        } else {
+            for (var j = 0u; j < p.taps; j = j + 1u) {
+                acc = acc + filt[j] * padded(r, base + i32(j), 0).x;
+            }
+        }
+        y[y_row + t] = acc;
     }
-    y[p.y_off + id] = acc;
 }
 
 @compute @workgroup_size(WG)
 fn magnitude(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
-    let id = linear_id(wid, nwg, lid);
-    // rows = spectra, pad = n bins, t_in = frames.
+    // rows = spectra (workgroup y), pad = n bins, t_in = frames.
+    let r = wid.y;
     let per = p.pad * p.t_in;
-    if (id >= p.rows * per) {
+    if (r >= p.rows) {
         return;
     }
-    let r = id / per;
-    let kf = id % per;
-    let re = x[p.x_off + r * 2u * per + kf];
-    let im = x[p.x_off + r * 2u * per + per + kf];
-    y[p.y_off + id] = sqrt(re * re + im * im);
+    for (var kf = wid.x * WG + lid; kf < per; kf = kf + nwg.x * WG) {
+        let re = x[p.x_off + r * 2u * per + kf];
+        let im = x[p.x_off + r * 2u * per + per + kf];
+        y[p.y_off + r * per + kf] = sqrt(re * re + im * im);
+    }
 }
 
 @compute @workgroup_size(WG)
 fn log_mel(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
-    let id = linear_id(wid, nwg, lid);
-    // rows = spectra, pad = n bins, channels = m mel bins, t_in = frames; filt = basis [m, n].
+    // rows = spectra (workgroup y), pad = n bins, channels = m mel bins, t_in = frames; filt = basis [m, n].
+    let r = wid.y;
     let frames = p.t_in;
-    if (id >= p.rows * p.channels * frames) {
+    if (r >= p.rows) {
         return;
     }
-    let f = id % frames;
-    let j = (id / frames) % p.channels;
-    let r = id / (frames * p.channels);
-    var acc = 0.0;
-    for (var k = 0u; k < p.pad; k = k + 1u) {
-        acc = acc + filt[j * p.pad + k] * x[p.x_off + (r * p.pad + k) * frames + f];
+    for (var jf = wid.x * WG + lid; jf < p.channels * frames; jf = jf + nwg.x * WG) {
+        let f = jf % frames;
+        let j = jf / frames;
+        var acc = 0.0;
+        for (var k = 0u; k < p.pad; k = k + 1u) {
+            acc = acc + filt[j * p.pad + k] * x[p.x_off + (r * p.pad + k) * frames + f];
+        }
+        y[p.y_off + r * p.channels * frames + jf] = log(max(acc, 1e-5));
     }
-    y[p.y_off + id] = log(max(acc, 1e-5));
 }

@@ -14,13 +14,15 @@
 
 use std::cell::Cell;
 
-use crate::gpu::{spread, Access, DType, Family, Gpu, GpuTensor, Spec};
+use crate::gpu::{Access, DType, Family, Gpu, GpuTensor, Spec};
 
 use super::{Check, KernelError};
 
 pub static FAMILY: Family = Family { name: "audio", source: include_str!("../../shaders/audio.wgsl") };
 
 const WG: u32 = 64;
+/// Outputs each invocation computes (the grid-stride loop), amortising the per-invocation cost of CPU drivers.
+const PER_INVOCATION: usize = 16;
 const FLAG_SNAKE: u32 = 1;
 const FLAG_REPLICATE: u32 = 2;
 const FLAG_REFLECT: u32 = 4;
@@ -216,7 +218,9 @@ fn run_rows(
     if per > cap {
         return Err(unsupported(op, format!("one row ({per} samples) exceeds the binding limit")));
     }
-    let chunk = (cap / per).min(rows).max(1);
+    // Rows are workgroup y: at most the grid's limit per launch.
+    let max_y = g.limits.max_compute_workgroups_per_dimension as usize;
+    let chunk = (cap / per).min(rows).min(max_y).max(1);
     if (rows * out_per_row) as u64 > u32::MAX as u64 || (rows * in_per_row) as u64 > u32::MAX as u64 {
         return Err(unsupported(op, "more than 2³² samples; indices are 32-bit".into()));
     }
@@ -232,9 +236,9 @@ fn run_rows(
             None => (dummy.binding(), dummy.binding()),
         };
         let params = Params { rows: n as u32, row0: r0 as u32, x_off: xb.word_shift, y_off: yb.word_shift, ..base };
-        let total = (n * out_per_row) as u32;
-        let [gx, gy] = spread(total.div_ceil(WG), g.limits.max_compute_workgroups_per_dimension);
-        g.dispatch(&pipe, &[xb, filter.binding(), ab, bb, yb], &params, [gx, gy, 1])?;
+        // Enough workgroups along a row to keep the device busy; the shader loops over the rest.
+        let gx = (out_per_row.div_ceil(WG as usize * PER_INVOCATION)).min(max_y).max(1) as u32;
+        g.dispatch(&pipe, &[xb, filter.binding(), ab, bb, yb], &params, [gx, n as u32, 1])?;
     }
     Ok(())
 }
