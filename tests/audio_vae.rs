@@ -1,12 +1,12 @@
 //! The LTX-2.3 audio VAE decoder outside its oracle: its key table against the case files, the whole decoder at
 //! the real widths (ch 128: 512 / 256 / 128 channels) on two latent steps against a CPU computation written from
-//! the reference's definitions, and the errors for bad latents and files.
+//! the reference's definitions, the encoder's mel front end, and the errors for bad latents, waveforms and files.
 
 use std::path::PathBuf;
 
 use nava::gpu::{Gpu, GpuOptions};
 use nava::kernels::gemm::WeightFormat;
-use nava::model::audio_vae::{AudioDecoder, AudioVaeConfig};
+use nava::model::audio_vae::{slaney_mel_basis, stft_basis, AudioDecoder, AudioEncoder, AudioVaeConfig};
 use nava::model::vocoder::VocoderConfig;
 use nava::weights::{check_keys, Checkpoint, KeyTable, SeededSource, TensorSource};
 
@@ -208,4 +208,46 @@ fn bad_latents_and_files_are_refused() {
     wrong.audio_vae.model.params.ddconfig.norm_type = "group".into();
     let e = err(AudioDecoder::load(&g, &src, wrong, WeightFormat::F32));
     assert!(e.contains("pixel"), "{e}");
+}
+
+/// The encoder's front end: the slaney filterbank's triangles (peak 2/(f₊ − f₋) at the centre frequencies, zero
+/// outside), the DFT basis, and a pure tone landing in the mel bin that holds its frequency.
+#[test]
+fn encoder_front_end_and_bad_waveforms() {
+    let fb = slaney_mel_basis(513, 8000.0, 64, 16000.0);
+    assert!(fb.iter().all(|&v| v >= 0.0));
+    for m in 0..64 {
+        assert!(fb[m * 513..(m + 1) * 513].iter().any(|&v| v > 0.0), "mel bin {m} is empty");
+    }
+    let b = stft_basis(8);
+    // Row k = 0 is the window; row bins + 0 (the imaginary part of DC) is zero.
+    let w: Vec<f32> = (0..8).map(|t| 0.5 - 0.5 * (std::f32::consts::PI * t as f32 / 4.0).cos()).collect();
+    for t in 0..8 {
+        assert!((b[t] - w[t]).abs() < 1e-6 && b[5 * 8 + t].abs() < 1e-6);
+    }
+
+    let g = gpu();
+    let c = AudioVaeConfig::tiny();
+    let src = SeededSource::new("seeded tiny audio VAE", &c.key_table(), 1);
+    let enc = AudioEncoder::load(&g, &src, c.clone(), WeightFormat::F32).unwrap();
+    // A 1 kHz tone: the strongest mel bin is the one whose triangle peaks nearest 1 kHz.
+    let l = 3200;
+    let tone: Vec<f32> =
+        (0..2 * l).map(|i| (2.0 * std::f32::consts::PI * 1000.0 * (i % l) as f32 / 16000.0).sin() * 0.5).collect();
+    let wave = g.upload_f32("tone", &tone, &[2, l]).unwrap();
+    let mel = g.read_f32_blocking(&enc.waveform_to_mel(&g, &wave).unwrap()).unwrap();
+    assert_eq!(mel.len(), 2 * 21 * 64);
+    let frame = &mel[10 * 64..11 * 64];
+    let best = (0..64).max_by(|&a, &b| frame[a].total_cmp(&frame[b])).unwrap();
+    let col = 1000 * 1024 / 16000; // DFT bin of 1 kHz
+    let peak = (0..64).max_by(|&a, &b| fb[a * 513 + col].total_cmp(&fb[b * 513 + col])).unwrap();
+    assert!(best.abs_diff(peak) <= 1, "tone in mel bin {best}, filterbank peak at {peak}");
+    let tokens = enc.encode(&g, &wave, None).unwrap();
+    assert_eq!(tokens.shape(), &[6, 128]);
+
+    for shape in [&[1, 3200][..], &[2, 100], &[3200]] {
+        let x = g.upload_f32("wave", &vec![0.0; shape.iter().product()], shape).unwrap();
+        let e = err(enc.encode(&g, &x, None));
+        assert!(e.contains("waveform") && e.contains("expected [2, samples]"), "{shape:?}: {e}");
+    }
 }
