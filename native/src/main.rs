@@ -1,5 +1,6 @@
 //! `nava`: the command-line app. Parses arguments, calls the library, prints results; no model math here.
 
+mod audio_bench;
 mod bench;
 mod convert;
 mod dit_bench;

@@ -3,6 +3,7 @@
 //! adapter's `max_storage_buffer_binding_size`.
 
 pub mod attention;
+pub mod audio;
 pub mod conv;
 pub mod elementwise;
 mod error;
@@ -21,6 +22,7 @@ pub fn selected_variants(g: &crate::gpu::Gpu) -> Vec<String> {
     v.extend(norm::selected(g));
     v.extend(elementwise::variants().into_iter().map(|s| s.label));
     v.extend(conv::selected(g));
+    v.extend(audio::variants().into_iter().map(|s| s.label));
     v
 }
 
@@ -33,5 +35,6 @@ pub fn all_variants() -> Vec<crate::gpu::Spec> {
     v.extend(norm::variants());
     v.extend(elementwise::variants());
     v.extend(conv::variants());
+    v.extend(audio::variants());
     v
 }

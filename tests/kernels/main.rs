@@ -2,6 +2,7 @@
 //! One binary, so wgpu links once; one device shared by all tests.
 
 mod attention;
+mod audio;
 mod common;
 mod conv;
 mod core;
