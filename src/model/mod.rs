@@ -4,6 +4,7 @@ pub mod dit;
 mod error;
 mod known;
 pub mod layers;
+pub mod speaker;
 pub mod text_encoder;
 
 pub use error::ModelError;

@@ -3,6 +3,7 @@
 //! `nava oracle CASE_DIR` prints the report; `tests/parity.rs` asserts it.
 
 mod dit;
+mod redimnet;
 mod sampler;
 mod t5;
 
@@ -114,6 +115,7 @@ pub fn run_case(g: &Gpu, dir: &Path) -> Result<CaseReport, OracleError> {
         "nava_dit" => dit::run(g, dir, &meta)?,
         "nava_sampler" => sampler::run(g, dir, &meta)?,
         "nava_t5" => t5::run(g, dir, &meta)?,
+        "redimnet" | "redimnet_m" => redimnet::run(g, dir, &meta)?,
         _ => return Err(OracleError::NotImplemented { dir: dir.to_path_buf(), kind }),
     };
     Ok(CaseReport { case: kind, dir: dir.to_path_buf(), comparisons })
