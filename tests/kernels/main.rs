@@ -2,8 +2,10 @@
 //! One binary, so wgpu links once; one device shared by all tests.
 
 mod attention;
+mod attentive_stats;
 mod common;
 mod conv;
+mod conv2d_cl;
 mod core;
 mod elementwise;
 mod gemm;
