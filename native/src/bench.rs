@@ -75,6 +75,20 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 2)]
         steps: usize,
     },
+    /// The ReDimNet speaker encoder on a seeded voice-like signal: seeded ReDimNet-M weights, or an official `.pt`;
+    /// reports audio seconds per second and peak GPU memory.
+    Speaker {
+        /// A ReDimNet `.pt` (torch.save of model_config and state_dict); default: seeded ReDimNet-M.
+        #[arg(long)]
+        weights: Option<std::path::PathBuf>,
+        #[arg(long, default_value = "f32")]
+        dtype: String,
+        /// Seconds of 16 kHz audio per embedding (at most 30).
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 2)]
+        runs: usize,
+    },
 }
 
 fn format_arg(dtype: &str) -> Result<WeightFormat, String> {
@@ -115,6 +129,9 @@ pub fn run(opts: &GpuOptions, cmd: BenchCmd) -> Result<(), Box<dyn std::error::E
             };
             let opts = nava::model::dit::LoadOptions { format: format_arg(&dtype)?, offload };
             crate::dit_bench::run(&g, weights.as_deref(), config.as_deref(), &opts, [frames, height, width], steps)?;
+        }
+        BenchCmd::Speaker { weights, dtype, seconds, runs } => {
+            crate::speaker_bench::run(&g, weights.as_deref(), format_arg(&dtype)?, seconds, runs)?;
         }
     }
     Ok(())
