@@ -87,13 +87,10 @@ pub fn conv2d_cl(
         return Err(KernelError::Shape {
             op: OP,
             tensor: "weight",
-            expected: format!("[Cout, {}, kh, kw] with Cin = {cin} and Cout divisible by groups = {groups}", {
-                if groups == 0 {
-                    0
-                } else {
-                    cin / groups
-                }
-            }),
+            expected: format!(
+                "[Cout, {}, kh, kw] with Cin = {cin} and Cout divisible by groups = {groups}",
+                cin.checked_div(groups).unwrap_or(0)
+            ),
             found: weight.shape().to_vec(),
         });
     }

@@ -177,7 +177,7 @@ impl RedimConfig {
                 return bad(format!("stage {i}: {c} channels do not split into groups of {}", self.group_divisor));
             }
             if let Some(red) = s.att_block_red() {
-                let h = if red == 0 { 0 } else { self.width() / red };
+                let h = self.width().checked_div(red).unwrap_or(0);
                 if h == 0 || !h.is_multiple_of(N_HEAD) || h / N_HEAD > MAX_HEAD_DIM {
                     return bad(format!(
                         "stage {i}: attention width C·F/{red} = {h} must split into {N_HEAD} heads of at most \
@@ -300,8 +300,8 @@ fn softmax_weights(w: &[f32], n: usize, width: usize) -> Vec<Vec<f32>> {
         let m = vals.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         let e: Vec<f64> = vals.iter().map(|v| (v - m).exp()).collect();
         let s: f64 = e.iter().sum();
-        for i in 0..n {
-            out[i][ch] = (e[i] / s) as f32;
+        for (row, ei) in out.iter_mut().zip(&e) {
+            row[ch] = (ei / s) as f32;
         }
     }
     out
