@@ -93,6 +93,20 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 1)]
         repeats: usize,
     },
+    /// The ReDimNet speaker encoder on a seeded voice-like signal: seeded ReDimNet-M weights, or an official `.pt`;
+    /// reports audio seconds per second and peak GPU memory.
+    Speaker {
+        /// A ReDimNet `.pt` (torch.save of model_config and state_dict); default: seeded ReDimNet-M.
+        #[arg(long)]
+        weights: Option<std::path::PathBuf>,
+        #[arg(long, default_value = "f32")]
+        dtype: String,
+        /// Seconds of 16 kHz audio per embedding (at most 30).
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 2)]
+        runs: usize,
+    },
 }
 
 fn format_arg(dtype: &str) -> Result<WeightFormat, String> {
@@ -136,6 +150,9 @@ pub fn run(opts: &GpuOptions, cmd: BenchCmd) -> Result<(), Box<dyn std::error::E
         }
         BenchCmd::Vocoder { seconds, weights, tiny, rate, repeats } => {
             crate::audio_bench::run(&g, weights.as_deref(), tiny, seconds, rate, repeats)?;
+        }
+        BenchCmd::Speaker { weights, dtype, seconds, runs } => {
+            crate::speaker_bench::run(&g, weights.as_deref(), format_arg(&dtype)?, seconds, runs)?;
         }
     }
     Ok(())

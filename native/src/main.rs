@@ -7,6 +7,7 @@ mod dit_bench;
 mod info;
 mod inspect;
 mod oracle;
+mod speaker_bench;
 
 use std::process::ExitCode;
 

@@ -5,6 +5,7 @@ pub mod dit;
 mod error;
 mod known;
 pub mod layers;
+pub mod speaker;
 pub mod text_encoder;
 pub mod vocoder;
 

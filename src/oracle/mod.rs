@@ -4,6 +4,7 @@
 
 mod audio_vae;
 mod dit;
+mod redimnet;
 mod sampler;
 mod t5;
 mod vocoder;
@@ -118,6 +119,7 @@ pub fn run_case(g: &Gpu, dir: &Path) -> Result<CaseReport, OracleError> {
         "nava_t5" => t5::run(g, dir, &meta)?,
         "ltx_vocoder_bwe" => vocoder::run(g, dir, &meta)?,
         "ltx_audio_vae" => audio_vae::run(g, dir, &meta)?,
+        "redimnet" | "redimnet_m" => redimnet::run(g, dir, &meta)?,
         _ => return Err(OracleError::NotImplemented { dir: dir.to_path_buf(), kind }),
     };
     Ok(CaseReport { case: kind, dir: dir.to_path_buf(), comparisons })
