@@ -5,6 +5,7 @@ mod error;
 mod known;
 pub mod layers;
 pub mod text_encoder;
+pub mod tokenizer;
 
 pub use error::ModelError;
 pub use known::KnownModel;
