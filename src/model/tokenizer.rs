@@ -192,7 +192,8 @@ impl Tokenizer {
             ids.push(self.eos_id);
             log::warn!("prompt cut from {full_len} to {} tokens (the text encoder's limit)", self.max_len);
         }
-        let speaker_positions = ids.iter().enumerate().filter(|(_, &id)| id == self.speaker_id).map(|(i, _)| i).collect();
+        let speaker_positions =
+            ids.iter().enumerate().filter(|(_, &id)| id == self.speaker_id).map(|(i, _)| i).collect();
         Ok(Tokens { ids, speaker_positions, truncated, full_len, cleaned })
     }
 }

@@ -42,9 +42,8 @@ pub(crate) fn run(dir: &Path, meta: &Value) -> Result<Vec<Comparison>, OracleErr
     let want_lens = io.get("out.seq_lens").ok_or_else(|| case("missing out.seq_lens".into()))?;
     let spk = io.get("out.spk_token_id").and_then(|v| v.first().copied());
     // strings.json (optional): the cleaned text and truncation flag per string.
-    let strings: Option<Vec<Value>> = std::fs::read_to_string(dir.join("strings.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok());
+    let strings: Option<Vec<Value>> =
+        std::fs::read_to_string(dir.join("strings.json")).ok().and_then(|t| serde_json::from_str(&t).ok());
     let text = |key: &str| -> Result<String, OracleError> {
         let bytes = io.src.bytes(key).map_err(OracleError::from)?;
         String::from_utf8(bytes.into_owned()).map_err(|e| case(format!("{key}: {e}")))
@@ -58,7 +57,11 @@ pub(crate) fn run(dir: &Path, meta: &Value) -> Result<Vec<Comparison>, OracleErr
     for i in 0..n {
         let raw = text(&format!("in.text_utf8.{i:02}"))?;
         let rewritten = text(&format!("in.text_rewritten_utf8.{i:02}"))?;
-        out.push(exact(format!("rewrite[{i:02}]"), &code_points(&rewrite_speaker_spans(&raw)), &code_points(&rewritten)));
+        out.push(exact(
+            format!("rewrite[{i:02}]"),
+            &code_points(&rewrite_speaker_spans(&raw)),
+            &code_points(&rewritten),
+        ));
 
         // The user path refuses an empty prompt; the reference tokenizes it to `</s>` alone, as the negative path.
         let t = match tok.encode(&raw) {

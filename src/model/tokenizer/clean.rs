@@ -51,6 +51,23 @@ fn html5_table() -> &'static HashMap<&'static str, String> {
     })
 }
 
+/// ftfy's entity table: the `;`-terminated names, plus the upper-cased form of each lower-case name when that form
+/// is not itself a reference (`&EACUTE;` → `É`).
+fn ftfy_table() -> &'static HashMap<String, String> {
+    static TABLE: OnceLock<HashMap<String, String>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut t = HashMap::new();
+        for (name, value) in html5_table().iter().filter(|(n, _)| n.ends_with(';')) {
+            t.insert(name.to_string(), value.clone());
+            let upper = name.to_uppercase();
+            if *name == name.to_lowercase() && html_unescape(&format!("&{upper}")) == format!("&{upper}") {
+                t.insert(upper, value.to_uppercase());
+            }
+        }
+        t
+    })
+}
+
 /// HTML5's replacements for numeric references to C1 controls, NUL and CR.
 fn invalid_charref(num: u32) -> Option<char> {
     match num {
@@ -160,9 +177,9 @@ fn charref(chars: &[char], start: usize, table: &HashMap<&str, String>) -> Optio
 /// Windows-1252 as ftfy's "sloppy" codec: the five undefined bytes map to the C1 controls of the same value.
 fn windows_1252(b: u8) -> char {
     const HIGH: [u16; 32] = [
-        0x20AC, 0x81, 0x201A, 0x192, 0x201E, 0x2026, 0x2020, 0x2021, 0x2C6, 0x2030, 0x160, 0x2039, 0x152, 0x8D,
-        0x17D, 0x8F, 0x90, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014, 0x2DC, 0x2122, 0x161, 0x203A,
-        0x153, 0x9D, 0x17E, 0x178,
+        0x20AC, 0x81, 0x201A, 0x192, 0x201E, 0x2026, 0x2020, 0x2021, 0x2C6, 0x2030, 0x160, 0x2039, 0x152, 0x8D, 0x17D,
+        0x8F, 0x90, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014, 0x2DC, 0x2122, 0x161, 0x203A, 0x153, 0x9D,
+        0x17E, 0x178,
     ];
     match b {
         0x80..=0x9F => char::from_u32(HIGH[(b - 0x80) as usize] as u32).expect("valid table"),
@@ -207,10 +224,8 @@ fn fix_segment(text: &str, unescape: bool) -> String {
             text = ftfy_unescape(&text);
         }
         text = fix_encoding(&text);
-        text = text
-            .chars()
-            .map(|c| if (0x80..=0x9F).contains(&(c as u32)) { windows_1252(c as u8) } else { c })
-            .collect();
+        text =
+            text.chars().map(|c| if (0x80..=0x9F).contains(&(c as u32)) { windows_1252(c as u8) } else { c }).collect();
         text = fix_ligatures_width_quotes(&text);
         text = fix_line_breaks(&text);
         text = remove_terminal_escapes(&text);
@@ -231,7 +246,7 @@ fn ftfy_unescape(text: &str) -> String {
     if !text.contains('&') {
         return text.to_string();
     }
-    let table = html5_table();
+    let table = ftfy_table();
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(p) = rest.find('&') {
@@ -273,13 +288,33 @@ fn utf8_continuations(b: u8) -> Option<usize> {
     }
 }
 
-/// A UTF-8 sequence spelled in Windows-1252 characters starting at `chars[i]`: its decoded character and length.
+/// A UTF-8 sequence spelled in Windows-1252 characters starting at `chars[i]`: its decoded character and how many
+/// characters it spans. As ftfy's `restore_byte_a0`, a space may stand for a lost 0xA0 continuation byte (a
+/// non-breaking space that became a space) after the leads where that happens, and `Ã ` before a word is `à `.
 fn mojibake_at(chars: &[char], i: usize) -> Option<(char, usize)> {
     let lead = windows_1252_byte(chars[i])?;
     let n = utf8_continuations(lead)?;
+    if lead == 0xC3 && chars.get(i + 1) == Some(&' ') {
+        let rest: String = chars[i + 2..chars.len().min(i + 7)].iter().collect();
+        if !(rest.starts_with(' ') || ["quele", "quela", "quilo", "s "].iter().any(|w| rest.starts_with(w))) {
+            return Some(('\u{E0}', 1));
+        }
+    }
+    let space_ok = match n {
+        1 => matches!(lead, 0xC2 | 0xC3 | 0xC5 | 0xCE | 0xD0 | 0xD9),
+        2 => (0xE0..=0xE3).contains(&lead),
+        _ => lead == 0xF0,
+    };
     let mut bytes = vec![lead];
+    let mut spaces = 0;
     for k in 1..=n {
-        let b = windows_1252_byte(*chars.get(i + k)?)?;
+        let c = *chars.get(i + k)?;
+        let b = if c == ' ' && space_ok && spaces == 0 {
+            spaces += 1;
+            0xA0
+        } else {
+            windows_1252_byte(c)?
+        };
         if !(0x80..=0xBF).contains(&b) {
             return None;
         }
@@ -307,6 +342,7 @@ fn fix_encoding(text: &str) -> String {
             }
         }
     }
+    // Not one code page's worth of UTF-8 (or spaces stand for lost 0xA0 bytes): decode each sequence in place.
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
     while i < chars.len() {
