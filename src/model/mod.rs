@@ -8,6 +8,7 @@ pub mod layers;
 pub mod speaker;
 pub mod text_encoder;
 pub mod vocoder;
+pub mod tokenizer;
 
 pub use error::ModelError;
 pub use known::KnownModel;

@@ -8,6 +8,7 @@ mod redimnet;
 mod sampler;
 mod t5;
 mod vocoder;
+mod tokenizer;
 
 use std::path::{Path, PathBuf};
 
@@ -120,6 +121,7 @@ pub fn run_case(g: &Gpu, dir: &Path) -> Result<CaseReport, OracleError> {
         "ltx_vocoder_bwe" => vocoder::run(g, dir, &meta)?,
         "ltx_audio_vae" => audio_vae::run(g, dir, &meta)?,
         "redimnet" | "redimnet_m" => redimnet::run(g, dir, &meta)?,
+        "nava_tokenizer" => tokenizer::run(dir, &meta)?,
         _ => return Err(OracleError::NotImplemented { dir: dir.to_path_buf(), kind }),
     };
     Ok(CaseReport { case: kind, dir: dir.to_path_buf(), comparisons })
