@@ -7,6 +7,7 @@ pub mod conv;
 pub mod elementwise;
 mod error;
 pub mod gemm;
+pub mod matmul;
 pub mod norm;
 pub mod rope;
 
@@ -21,6 +22,7 @@ pub fn selected_variants(g: &crate::gpu::Gpu) -> Vec<String> {
     v.extend(norm::selected(g));
     v.extend(elementwise::variants().into_iter().map(|s| s.label));
     v.extend(conv::selected(g));
+    v.extend(matmul::selected(g));
     v
 }
 
@@ -33,5 +35,6 @@ pub fn all_variants() -> Vec<crate::gpu::Spec> {
     v.extend(norm::variants());
     v.extend(elementwise::variants());
     v.extend(conv::variants());
+    v.extend(matmul::variants());
     v
 }

@@ -5,6 +5,7 @@ mod error;
 mod known;
 pub mod layers;
 pub mod text_encoder;
+pub mod video_vae;
 
 pub use error::ModelError;
 pub use known::KnownModel;

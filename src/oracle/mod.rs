@@ -5,6 +5,7 @@
 mod dit;
 mod sampler;
 mod t5;
+mod wan_vae;
 
 use std::path::{Path, PathBuf};
 
@@ -114,6 +115,7 @@ pub fn run_case(g: &Gpu, dir: &Path) -> Result<CaseReport, OracleError> {
         "nava_dit" => dit::run(g, dir, &meta)?,
         "nava_sampler" => sampler::run(g, dir, &meta)?,
         "nava_t5" => t5::run(g, dir, &meta)?,
+        "wan22_vae" => wan_vae::run(g, dir, &meta)?,
         _ => return Err(OracleError::NotImplemented { dir: dir.to_path_buf(), kind }),
     };
     Ok(CaseReport { case: kind, dir: dir.to_path_buf(), comparisons })
