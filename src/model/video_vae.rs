@@ -267,17 +267,18 @@ impl VideoVae {
 
     fn check_latents(&self, z: &GpuTensor) -> Result<[usize; 4], ModelError> {
         let zd = self.config.z_dim;
-        let dims: [usize; 4] =
-            match z.shape() {
-                [c, f, h, w] => [*c, *f, *h, *w],
-                [1, c, f, h, w] => [*c, *f, *h, *w],
-                s => return Err(input_err(
+        let dims: [usize; 4] = match z.shape() {
+            [c, f, h, w] => [*c, *f, *h, *w],
+            [1, c, f, h, w] => [*c, *f, *h, *w],
+            s => {
+                return Err(input_err(
                     "latents",
                     format!(
                         "have shape {s:?}; the VAE decodes [{zd}, F, h, w] (channels, latent frames, rows, columns)"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         if dims[0] != zd {
             return Err(input_err(
                 "latents",
@@ -335,6 +336,7 @@ impl VideoVae {
             drop(x);
             p
         };
+        g.flush()?;
         let mut fc = FeatCache::new();
         let mut first_pixel = 0;
         for i in 0..f {

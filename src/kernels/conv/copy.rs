@@ -213,12 +213,17 @@ pub fn dup_up3d(
     let thw = t * h * w;
     for j in 0..f {
         let (a, b, c) = (j / (fs * fs), (j / fs) % fs, j % fs);
-        if a < drop {
+        // Offsets a < drop lose only their first frame (output frame t·ft + a − drop < 0 only for t = 0).
+        let t0 = usize::from(a < drop);
+        if t0 >= t {
             continue;
         }
-        let cp =
-            Copy6::new(&[out_channels, t, h, w], &[q * thw, h * w, w, 1], &[t2 * hs * ws, ft * hs * ws, fs * ws, fs])
-                .at((j / repeats) * thw, (a - drop) * hs * ws + b * ws + c);
+        let cp = Copy6::new(
+            &[out_channels, t - t0, h, w],
+            &[q * thw, h * w, w, 1],
+            &[t2 * hs * ws, ft * hs * ws, fs * ws, fs],
+        )
+        .at((j / repeats) * thw + t0 * h * w, (t0 * ft + a - drop) * hs * ws + b * ws + c);
         copy(g, OP, x, &y, &cp)?;
     }
     Ok(y)

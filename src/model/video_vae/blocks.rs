@@ -206,6 +206,8 @@ impl ResidualBlock {
         drop(y);
         let y = self.conv6.forward_cached(g, &b, fc)?;
         binary_inplace(g, &y, &h, Binary::Add)?;
+        // Recorded launches keep their buffers alive: submit per block so that intermediates return to the pool.
+        g.flush()?;
         Ok(y)
     }
 }
@@ -271,6 +273,7 @@ impl AttentionBlock {
         let proj_args = Conv2dArgs { bias: Some(&self.proj_b), ..Default::default() };
         let y = conv2d_per_frame(g, &out, &self.proj_w, &proj_args)?;
         binary_inplace(g, &y, x, Binary::Add)?;
+        g.flush()?;
         Ok(y)
     }
 }
@@ -323,7 +326,9 @@ impl Resample {
             let u = upsample_nearest2x(g, &x)?;
             drop(x);
             let args = Conv2dArgs { bias: Some(&self.conv_b), padding: [1; 4], ..Default::default() };
-            Ok(conv2d_per_frame(g, &u, &self.conv_w, &args)?)
+            let y = conv2d_per_frame(g, &u, &self.conv_w, &args)?;
+            g.flush()?;
+            Ok(y)
         } else {
             let args =
                 Conv2dArgs { bias: Some(&self.conv_b), padding: [0, 1, 0, 1], stride: [2, 2], ..Default::default() };
@@ -460,6 +465,7 @@ impl UpBlock {
             let ft = if self.temporal { 2 } else { 1 };
             let shortcut = dup_up3d(g, x, self.out_dim, ft, 2, first_chunk)?;
             binary_inplace(g, &y, &shortcut, Binary::Add)?;
+            g.flush()?;
         }
         Ok(y)
     }

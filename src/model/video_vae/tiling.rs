@@ -233,67 +233,63 @@ pub fn decode_peak_bytes(
     };
     let z = config.z_dim;
     let f = latent_frames.max(1);
-    // The caller's latent (and, tiled, the tile's copy), its un-normalised copy, conv2's output, frame-major.
+    // The caller's latent (and, tiled, the tile's copy) and conv2's frame-major output stay for the whole decode;
+    // the un-normalised copy and conv2's output exist until the first submit.
     let whole = act(z, f, h * w);
     let tile = act(z, f, th * tw);
-    let latents = whole + if tiling.is_some() { tile } else { 0 } + 2 * tile;
+    let latents = whole + if tiling.is_some() { tile } else { 0 } + tile;
+    let mut working = 2 * tile;
 
+    // Launches keep their buffers alive until the next submit (once per block): each step below counts every
+    // buffer it allocates plus the inputs alive across it; old caches are in `caches`, new ones in the step.
     let d = decoder_dims(config);
     let n = config.dim_mult.len();
     let s0 = th * tw;
-    let mut caches = 0u64;
-    let mut working = 0u64;
-    let mut peak = |live: u64| working = working.max(live);
     let cache = |c: usize, s: usize| act(c, 2, s);
-
-    // conv1 (z → d0) on one latent frame: its input is a view; output and the new cache.
-    caches += cache(z, s0);
-    peak(act(d[0], 1, s0) + cache(z, s0));
-    // A residual block on [cin, t, s] → cout, with `held` bytes kept alive by the caller.
+    let mut caches = cache(z, s0);
+    // Chunk 0 has no submit between conv1 and the first residual block.
+    let conv1 = act(d[0], 1, s0) + cache(z, s0);
     let res_block = |caches: &mut u64, held: u64, cin: usize, cout: usize, t: usize, s: usize| -> u64 {
         *caches += cache(cin, s) + cache(cout, s);
         let x = act(cin, t, s);
         let h = if cin != cout { act(cout, t, s) } else { 0 };
-        let first = act(cin, t, s) + act(cout, t, s) + cache(cin, s);
-        let second = 2 * act(cout, t, s) + cache(cout, s);
-        held + x + h + first.max(second)
+        held + x + h + act(cin, t, s) + cache(cin, s) + 3 * act(cout, t, s) + cache(cout, s)
     };
-    let mut live = res_block(&mut caches, 0, d[0], d[0], 1, s0);
-    // Attention: x, qkv, scores, per-frame output and the attention output, then the projection.
+    working = working.max(res_block(&mut caches, conv1, d[0], d[0], 1, s0));
     let c0 = d[0];
-    live = live.max(act(c0, 1, s0) + act(3 * c0, 1, s0) + class(4 * (s0 * s0) as u64) + 3 * act(c0, 1, s0));
-    live = live.max(res_block(&mut caches, 0, d[0], d[0], 1, s0));
+    // Attention: x, normed, qkv, scores, per-frame output, gathered output, projection.
+    working = working.max(5 * act(c0, 1, s0) + act(3 * c0, 1, s0) + class(4 * (s0 * s0) as u64));
+    working = working.max(res_block(&mut caches, 0, d[0], d[0], 1, s0));
     let (mut t, mut s) = (1usize, s0);
     for i in 0..n {
         let (cin, cout) = (d[i], d[i + 1]);
         let block_in = act(cin, t, s);
         let mut c = cin;
         for _ in 0..config.num_res_blocks + 1 {
-            live = live.max(res_block(&mut caches, block_in, c, cout, t, s));
+            working = working.max(res_block(&mut caches, block_in, c, cout, t, s));
             c = cout;
         }
         if i != n - 1 {
             let y = act(cout, t, s);
+            let mut step = block_in + y;
             let mut t2 = t;
             if temporal_up(config, i) {
                 caches += cache(cout, s);
-                // time_conv output (2C), the new cache and the interleaved copy.
-                live = live.max(block_in + y + act(2 * cout, t, s) + cache(cout, s) + act(cout, 2 * t, s));
+                // time_conv output (2C), its new cache, the interleaved copy.
+                step += act(2 * cout, t, s) + cache(cout, s) + act(cout, 2 * t, s);
                 t2 = 2 * t;
             }
-            // nearest ×2 and the 3×3 convolution, then the DupUp3D shortcut.
-            live = live.max(block_in + y + act(cout, t2, s) + 2 * act(cout, t2, 4 * s));
-            live = live.max(block_in + 2 * act(cout, t2, 4 * s));
+            // nearest ×2 and the 3×3 convolution; then the DupUp3D shortcut beside the result.
+            working = working.max(step + 2 * act(cout, t2, 4 * s));
+            working = working.max(block_in + 2 * act(cout, t2, 4 * s));
             t = t2;
             s *= 4;
         }
     }
-    // Head: RMS+SiLU, the 3³ convolution to 12 channels and its cache, then the 2×2 unpatchify.
+    // Head: RMS+SiLU, the 3³ convolution to 12 channels and its new cache, the 2×2 unpatchify, all in one step.
     let cl = d[n];
     caches += cache(cl, s);
-    live = live.max(2 * act(cl, t, s) + act(12, t, s) + cache(cl, s));
-    live = live.max(act(12, t, s) + act(3, t, 4 * s));
-    peak(live);
+    working = working.max(2 * act(cl, t, s) + cache(cl, s) + act(12, t, s) + act(3, t, 4 * s));
     let total = weights + latents + caches + working;
     DecodeMemory { weights, latents, caches, working, total }
 }
