@@ -463,6 +463,10 @@ fn tiny_decode_peak_stays_within_the_computed_bound() {
     let t = Tiling::new([2, 4], [1, 2]).unwrap();
     let tiled = vae.decode_all(&g, &z, Some(&t)).unwrap();
     assert_eq!(tiled.len(), frames.len());
+    // One latent frame decodes to one frame (the first chunk skips the temporal upsample).
+    let z1 = g.upload_f32("z", &seeded(48 * h * w, 8), &[48, 1, h, w]).unwrap();
+    assert_eq!(vae.decode_all(&g, &z1, None).unwrap().len(), 1);
+    assert_eq!(vae.decode_all(&g, &z1, Some(&t)).unwrap().len(), 1);
 }
 
 // ------------------------------------------------------------------------------------------------ bad input

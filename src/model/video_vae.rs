@@ -340,7 +340,11 @@ impl VideoVae {
         let mut fc = FeatCache::new();
         let mut first_pixel = 0;
         for i in 0..f {
-            let xi = xt.rows(i, 1).expect("i < F").reshape(&[zc, 1, h, w]).expect("one frame");
+            let xi = if f == 1 {
+                xt.clone()
+            } else {
+                xt.rows(i, 1).expect("i < F").reshape(&[zc, 1, h, w]).expect("one frame")
+            };
             let mut chunk_trace = |name: &str, t: &GpuTensor| {
                 if let Some(f) = trace.as_mut() {
                     f(&format!("dec.{name}.chunk{i}"), t);
