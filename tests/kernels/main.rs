@@ -7,5 +7,6 @@ mod conv;
 mod core;
 mod elementwise;
 mod gemm;
+mod matmul;
 mod norm;
 mod rope;
