@@ -3,6 +3,9 @@
 //! chunk cache, single-head attention, the temporal upsampler, the DupUp3D / AvgDown3D shortcuts), the memory
 //! accounting of a 704×1280 decode, the tiny model end to end, and the errors for bad input.
 
+#[path = "fixtures/torch_writer.rs"]
+mod torch_writer;
+
 use std::path::PathBuf;
 
 use nava::gpu::{Gpu, GpuOptions};
@@ -13,7 +16,7 @@ use nava::model::video_vae::image::{resize_center_crop, resize_lanczos};
 use nava::model::video_vae::{
     decode_peak_bytes, Precision, Tiling, VaeConfig, VaeParts, VideoVae, LATENT_MEAN, LATENT_STD,
 };
-use nava::weights::{KeyTable, OfficialFile, Scope, SeededSource, TensorSource};
+use nava::weights::{Blob, Checkpoint, KeyTable, OfficialFile, Scope, SeededSource, TensorSource};
 
 fn gpu() -> Gpu {
     Gpu::new_blocking(&GpuOptions::from_env()).expect("these tests need a GPU adapter (lavapipe is enough)")
@@ -466,6 +469,32 @@ fn bad_inputs_get_clear_errors() {
         let e = err(VideoVae::load(&g, &other, VaeConfig::wan22(), WeightFormat::F32));
         assert!(e.contains("Wan2.2 VAE"), "{e}");
     }
+    // A torch.save archive of the Wan2.1 VAE's layout (16 latent channels), read like the official `.pth`.
+    let small = VaeConfig { z_dim: 16, ..VaeConfig::tiny() };
+    let tensors: Vec<torch_writer::GenTensor> = small
+        .key_table()
+        .iter()
+        .enumerate()
+        .map(|(i, (k, shape))| {
+            let n: usize = shape.iter().product();
+            let bytes = vec![0u8; 4 * n];
+            torch_writer::GenTensor::new(k, "FloatStorage", &i.to_string(), bytes).view(
+                0,
+                shape,
+                &torch_writer::contiguous(shape),
+            )
+        })
+        .collect();
+    let pth =
+        Checkpoint::from_blob("Wan2.1_VAE.pth", Blob::from_vec(torch_writer::torch_save("archive", &tensors, false)))
+            .unwrap();
+    let e = err(VideoVae::load(&g, &pth, VaeConfig::tiny(), WeightFormat::F32));
+    assert!(e.contains("Wan2.1_VAE.pth") && e.contains("Wan2.2 VAE"), "{e}");
+    // Any other checkpoint, e.g. the reader's fixture state dict.
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_state_dict.pth");
+    let other = Checkpoint::open(&fixture).unwrap();
+    let e = err(VideoVae::load(&g, &other, VaeConfig::wan22(), WeightFormat::F32));
+    assert!(e.contains("tiny_state_dict.pth") && e.contains("Wan2.2 VAE"), "{e}");
     let e = err(VaeConfig::from_json(
         r#"{"dim": 8, "dec_dim": 8, "z_dim": 48, "dim_mult": [1, 3, 4, 4], "num_res_blocks": 2, "temperal_downsample": [false, true, true]}"#,
     ));
