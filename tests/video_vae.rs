@@ -516,3 +516,38 @@ fn lanczos_resize_keeps_flat_images_and_crops_the_centre() {
     assert_eq!(out.len(), 3 * 64 * 64);
     assert!((out[0] + 1.0).abs() < 1e-6 && (out[63] - 1.0).abs() < 1e-6);
 }
+
+/// The formula image of `tests/fixtures/make_lanczos_fixture.py`.
+fn formula_image(w: usize, h: usize) -> Vec<u8> {
+    (0..h)
+        .flat_map(|y| {
+            (0..w).flat_map(move |x| (0..3).map(move |c| ((x * 37 + y * 91 + c * 53 + (x * y) % 17 * 7) % 256) as u8))
+        })
+        .collect()
+}
+
+#[test]
+fn lanczos_resize_and_centre_crop_equal_pillow() {
+    let want = std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lanczos_pil.bin")).unwrap();
+    let mut at = 0;
+    let img = formula_image(37, 23);
+    for (ow, oh) in [(16, 10), (64, 40), (37, 9), (100, 23)] {
+        let got = resize_lanczos(&img, 37, 23, ow, oh);
+        let n = ow * oh * 3;
+        let diff = got.iter().zip(&want[at..at + n]).filter(|(a, b)| a != b).count();
+        assert_eq!(diff, 0, "37×23 → {ow}×{oh}: {diff} of {n} bytes differ from Pillow");
+        at += n;
+    }
+    // `_resize_center_crop(image, 64, 96)` then v / 255 · 2 − 1.
+    let got = resize_center_crop(&formula_image(100, 45), 100, 45, 64, 96).unwrap();
+    let bytes = &want[at..];
+    assert_eq!(bytes.len(), 64 * 96 * 3);
+    for y in 0..64 {
+        for x in 0..96 {
+            for c in 0..3 {
+                let v = bytes[(y * 96 + x) * 3 + c] as f32 / 255.0 * 2.0 - 1.0;
+                assert_eq!(got[(c * 64 + y) * 96 + x], v, "pixel ({x}, {y}) channel {c}");
+            }
+        }
+    }
+}
