@@ -14,7 +14,7 @@ use nava::kernels::gemm::WeightFormat;
 use nava::model::video_vae::blocks::{AttentionBlock, FeatCache, Resample, ResidualBlock};
 use nava::model::video_vae::image::{resize_center_crop, resize_lanczos};
 use nava::model::video_vae::{
-    decode_peak_bytes, Precision, Tiling, VaeConfig, VaeParts, VideoVae, LATENT_MEAN, LATENT_STD,
+    decode_peak_bytes, latents_from_thwc, Precision, Tiling, VaeConfig, VaeParts, VideoVae, LATENT_MEAN, LATENT_STD,
 };
 use nava::weights::{Blob, Checkpoint, KeyTable, OfficialFile, Scope, SeededSource, TensorSource};
 
@@ -436,6 +436,12 @@ fn tiny_decode_peak_stays_within_the_computed_bound() {
     let t = Tiling::new([2, 4], [1, 2]).unwrap();
     let tiled = vae.decode_all(&g, &z, Some(&t)).unwrap();
     assert_eq!(tiled.len(), frames.len());
+    // The channels-last latent of the pipeline decodes the same.
+    let zh = g.read_f32_blocking(&z).unwrap();
+    let thwc: Vec<f32> =
+        (0..f * h * w).flat_map(|p| (0..48).map(move |c| (c, p))).map(|(c, p)| zh[c * f * h * w + p]).collect();
+    let zt = latents_from_thwc(&g, &g.upload_f32("z", &thwc, &[f, h, w, 48]).unwrap()).unwrap();
+    assert_eq!(vae.decode_all(&g, &zt, None).unwrap(), frames);
     // One latent frame decodes to one frame (the first chunk skips the temporal upsample).
     let z1 = g.upload_f32("z", &seeded(48 * h * w, 8), &[48, 1, h, w]).unwrap();
     assert_eq!(vae.decode_all(&g, &z1, None).unwrap().len(), 1);
@@ -453,6 +459,9 @@ fn bad_inputs_get_clear_errors() {
     let z16 = g.upload_f32("z", &[0.0; 16 * 2 * 2 * 2], &[16, 2, 2, 2]).unwrap();
     let e = err(vae.decode_all(&g, &z16, None));
     assert!(e.contains("16 channels") && e.contains("48"), "{e}");
+    let bad = Tiling { tile: [2, 2], stride: [0, 3] };
+    let zt = g.upload_f32("z", &[0.0; 48 * 4], &[48, 1, 2, 2]).unwrap();
+    assert!(err(vae.decode_all(&g, &zt, Some(&bad))).contains("stride"));
     let z3 = g.upload_f32("z", &[0.0; 48 * 4], &[48, 2, 2]).unwrap();
     assert!(err(vae.decode_all(&g, &z3, None)).contains("[48, F, h, w]"));
     let video = g.upload_f32("v", &vec![0.0; 3 * 48 * 40], &[3, 1, 48, 40]).unwrap();

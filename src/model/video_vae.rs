@@ -467,6 +467,15 @@ impl VideoVae {
     }
 }
 
+/// The pipeline's channels-last latent `[F, h, w, z]` (the reference adapter's `z_thwc`) as the decoder's
+/// `[z, F, h, w]`.
+pub fn latents_from_thwc(g: &Gpu, z: &GpuTensor) -> Result<GpuTensor, ModelError> {
+    if z.shape().len() != 4 {
+        return Err(input_err("latents", format!("have shape {:?}; expected [F, h, w, channels]", z.shape())));
+    }
+    Ok(permute(g, z, &[3, 0, 1, 2])?)
+}
+
 /// Pixel sizes the VAE and the DiT accept: multiples of 32, at least 32.
 pub fn check_pixel_size(h: usize, w: usize) -> Result<(), ModelError> {
     if h == 0 || w == 0 || !h.is_multiple_of(PIXEL_MULTIPLE) || !w.is_multiple_of(PIXEL_MULTIPLE) {

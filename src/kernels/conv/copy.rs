@@ -238,7 +238,11 @@ pub fn avg_down3d(g: &Gpu, x: &GpuTensor, out_channels: usize, ft: usize, fs: us
     check_input(OP, x, 4, "[C, T, H, W]")?;
     let [cin, t, h, w]: [usize; 4] = x.shape().try_into().map_err(|_| shape_err(OP, "x", "[C, T, H, W]".into(), x))?;
     let f = ft * fs * fs;
-    let ok = out_channels > 0 && ft > 0 && fs > 0 && out_channels.is_multiple_of(cin) && f.is_multiple_of(out_channels / cin);
+    let ok = out_channels > 0
+        && ft > 0
+        && fs > 0
+        && out_channels.is_multiple_of(cin)
+        && f.is_multiple_of(out_channels / cin);
     if !ok || h % fs != 0 || w % fs != 0 {
         return Err(KernelError::Unsupported {
             op: OP,

@@ -130,6 +130,7 @@ pub(super) fn decode_tiled(
     on_frame: &mut FrameSink,
 ) -> Result<(), ModelError> {
     let [zc, f, h, w] = vae.check_latents(latents)?;
+    let tiling = &Tiling::new(tiling.tile, tiling.stride)?; // the fields are public: check them here too
     let z = g.read_f32_blocking(latents)?;
     let up = vae.config.spatial_factor();
     let (out_t, out_h, out_w) = (vae.pixel_frames(f), h * up, w * up);
