@@ -20,6 +20,7 @@
 
 pub mod blocks;
 pub mod image;
+pub mod stacks;
 pub mod tiling;
 
 use serde::{Deserialize, Serialize};
@@ -31,7 +32,8 @@ use crate::kernels::gemm::WeightFormat;
 use crate::weights::{check_keys, KeyTable, Scope, TensorSource};
 
 use super::ModelError;
-use blocks::{CausalConv, Decoder, Encoder, FeatCache, Trace};
+use blocks::{CausalConv, FeatCache, Trace};
+use stacks::{Decoder, Encoder};
 pub use tiling::{decode_peak_bytes, DecodeMemory, Tiling};
 
 /// Per-channel latent means of `Wan2_2_VAE` (`scale[0]`).
@@ -108,8 +110,8 @@ impl VaeConfig {
             return bad(format!("dim_mult {:?} has a zero", self.dim_mult));
         }
         // DupUp3D needs each up block's input width to be a multiple of its output width, AvgDown3D the reverse.
-        let d = blocks::decoder_dims(self);
-        let e = blocks::encoder_dims(self);
+        let d = stacks::decoder_dims(self);
+        let e = stacks::encoder_dims(self);
         if d.windows(2).any(|p| p[0] % p[1] != 0) || e.windows(2).any(|p| p[1] % p[0] != 0) {
             return bad(format!("dim_mult {:?} must grow by whole factors (DupUp3D / AvgDown3D)", self.dim_mult));
         }

@@ -12,7 +12,7 @@
 
 use crate::gpu::{Gpu, GpuTensor};
 
-use super::blocks::{decoder_dims, temporal_up};
+use super::stacks::{decoder_dims, temporal_up};
 use super::{Frame, FrameSink, VaeConfig, VideoVae};
 use crate::model::ModelError;
 
