@@ -107,6 +107,28 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 2)]
         runs: usize,
     },
+    /// The Wan2.2 VAE decoder over a seeded latent (real size with seeded weights, `--tiny`, or `--weights`);
+    /// reports frames/s and peak GPU memory.
+    Vae {
+        /// Wan2.2_VAE.pth or a converted directory (default: seeded weights).
+        #[arg(long)]
+        weights: Option<std::path::PathBuf>,
+        /// The small seeded demo model instead of the real size.
+        #[arg(long)]
+        tiny: bool,
+        /// Pixel height and width (multiples of 32).
+        #[arg(long, default_value_t = 64)]
+        height: usize,
+        #[arg(long, default_value_t = 96)]
+        width: usize,
+        #[arg(long, default_value_t = 2)]
+        latent_frames: usize,
+        /// GPU memory budget in GiB: decode in spatial tiles that fit it.
+        #[arg(long)]
+        max_vram: Option<f64>,
+        #[arg(long, default_value = "f32")]
+        dtype: String,
+    },
 }
 
 fn format_arg(dtype: &str) -> Result<WeightFormat, String> {
@@ -153,6 +175,18 @@ pub fn run(opts: &GpuOptions, cmd: BenchCmd) -> Result<(), Box<dyn std::error::E
         }
         BenchCmd::Speaker { weights, dtype, seconds, runs } => {
             crate::speaker_bench::run(&g, weights.as_deref(), format_arg(&dtype)?, seconds, runs)?;
+        }
+        BenchCmd::Vae { weights, tiny, height, width, latent_frames, max_vram, dtype } => {
+            let b = crate::vae_bench::VaeBench {
+                weights: weights.as_deref(),
+                tiny,
+                height,
+                width,
+                latent_frames,
+                budget: max_vram.map(|gib| (gib * (1u64 << 30) as f64) as u64),
+                format: format_arg(&dtype)?,
+            };
+            crate::vae_bench::run(&g, &b)?;
         }
     }
     Ok(())
