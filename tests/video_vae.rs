@@ -409,6 +409,10 @@ fn decoding_704x1280_with_37_latent_frames_fits_4_gib_when_tiled() {
     let tasks = Tiling::CLI_DEFAULT.tasks(44, 80);
     assert_eq!(tasks.first(), Some(&(0, 22, 0, 40)));
     assert!(tasks.iter().any(|t| t.1 == 44) && tasks.iter().any(|t| t.3 == 80));
+    // Thin latents still get a tile (or an error), never a panic.
+    for hw in [[1, 80], [44, 1], [1, 1]] {
+        let _ = Tiling::for_budget(&c, hw, 37, 4 * GIB);
+    }
     // Too little memory is an error that says how much is needed.
     let e = err(Tiling::for_budget(&c, [44, 80], 37, GIB));
     assert!(e.contains("GiB"), "{e}");

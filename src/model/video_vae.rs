@@ -236,7 +236,7 @@ impl VideoVae {
         } else {
             None
         };
-        let (mean, std) = Self::constants(z)?;
+        let (mean, std) = Self::constants(z);
         let up = |name: &str, v: Vec<f32>| g.upload_f32(name, &v, &[z, 1]);
         // The reference keeps 1/std and divides by it when decoding: z / (1/std) + mean.
         let inv: Vec<f32> = std.iter().map(|s| 1.0 / s).collect();
@@ -253,11 +253,11 @@ impl VideoVae {
     }
 
     /// The 48 hard-coded statistics (a z_dim other than 48 uses mean 0, std 1).
-    fn constants(z: usize) -> Result<(Vec<f32>, Vec<f32>), ModelError> {
+    fn constants(z: usize) -> (Vec<f32>, Vec<f32>) {
         if z == LATENT_MEAN.len() {
-            Ok((LATENT_MEAN.to_vec(), LATENT_STD.to_vec()))
+            (LATENT_MEAN.to_vec(), LATENT_STD.to_vec())
         } else {
-            Ok((vec![0.0; z], vec![1.0; z]))
+            (vec![0.0; z], vec![1.0; z])
         }
     }
 

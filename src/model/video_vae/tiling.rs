@@ -76,17 +76,18 @@ impl Tiling {
         if decode_peak_bytes(config, [h, w], latent_frames, None).total <= budget_bytes {
             return Ok(None);
         }
-        // Shrink the tile area step by step, keeping its aspect, down to 2 latent cells a side.
+        // Shrink the tile area step by step, keeping its aspect, down to 2 latent cells a side (or the latent's).
+        let smallest = [h.min(2), w.min(2)];
         let mut th = h;
-        while th >= 2 {
-            let tw = (th * w).div_ceil(h).clamp(2, w);
-            let t = Tiling::with_tile([th.min(h), tw]);
+        while th >= smallest[0] && th > 0 {
+            let tw = (th * w).div_ceil(h).max(smallest[1]).min(w);
+            let t = Tiling::with_tile([th, tw]);
             if decode_peak_bytes(config, [h, w], latent_frames, Some(&t)).total <= budget_bytes {
                 return Ok(Some(t));
             }
             th = if th > 8 { th * 7 / 8 } else { th - 1 };
         }
-        let need = decode_peak_bytes(config, [h, w], latent_frames, Some(&Tiling::with_tile([2, 2]))).total;
+        let need = decode_peak_bytes(config, [h, w], latent_frames, Some(&Tiling::with_tile(smallest))).total;
         Err(ModelError::Input {
             what: "GPU memory".into(),
             problem: format!(
