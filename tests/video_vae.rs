@@ -438,8 +438,14 @@ fn tiny_decode_peak_stays_within_the_computed_bound() {
     assert!(bound.total <= 3 * measured, "the bound is loose: {bound:?} vs {measured}");
     // Tiled: same frame count, all clamped.
     let t = Tiling::new([2, 4], [1, 2]).unwrap();
+    g.wait().unwrap();
+    g.reset_peak_memory();
     let tiled = vae.decode_all(&g, &z, Some(&t)).unwrap();
     assert_eq!(tiled.len(), frames.len());
+    let measured = g.memory().peak_bytes;
+    let bound = decode_peak_bytes(&c, [h, w], f, Some(&t));
+    println!("tiled: measured {measured} bytes, computed {bound:?}");
+    assert!(measured <= bound.total, "tiled: measured {measured} > computed {bound:?}");
     // The channels-last latent of the pipeline decodes the same.
     let zh = g.read_f32_blocking(&z).unwrap();
     let thwc: Vec<f32> =
