@@ -409,6 +409,10 @@ fn decoding_704x1280_with_37_latent_frames_fits_4_gib_when_tiled() {
     let tasks = Tiling::CLI_DEFAULT.tasks(44, 80);
     assert_eq!(tasks.first(), Some(&(0, 22, 0, 40)));
     assert!(tasks.iter().any(|t| t.1 == 44) && tasks.iter().any(|t| t.3 == 80));
+    // Thin latents still get a tile (or an error), never a panic.
+    for hw in [[1, 80], [44, 1], [1, 1]] {
+        let _ = Tiling::for_budget(&c, hw, 37, 4 * GIB);
+    }
     // Too little memory is an error that says how much is needed.
     let e = err(Tiling::for_budget(&c, [44, 80], 37, GIB));
     assert!(e.contains("GiB"), "{e}");
@@ -434,8 +438,14 @@ fn tiny_decode_peak_stays_within_the_computed_bound() {
     assert!(bound.total <= 3 * measured, "the bound is loose: {bound:?} vs {measured}");
     // Tiled: same frame count, all clamped.
     let t = Tiling::new([2, 4], [1, 2]).unwrap();
+    g.wait().unwrap();
+    g.reset_peak_memory();
     let tiled = vae.decode_all(&g, &z, Some(&t)).unwrap();
     assert_eq!(tiled.len(), frames.len());
+    let measured = g.memory().peak_bytes;
+    let bound = decode_peak_bytes(&c, [h, w], f, Some(&t));
+    println!("tiled: measured {measured} bytes, computed {bound:?}");
+    assert!(measured <= bound.total, "tiled: measured {measured} > computed {bound:?}");
     // The channels-last latent of the pipeline decodes the same.
     let zh = g.read_f32_blocking(&z).unwrap();
     let thwc: Vec<f32> =

@@ -236,7 +236,7 @@ impl VideoVae {
         } else {
             None
         };
-        let (mean, std) = Self::constants(z)?;
+        let (mean, std) = Self::constants(z);
         let up = |name: &str, v: Vec<f32>| g.upload_f32(name, &v, &[z, 1]);
         // The reference keeps 1/std and divides by it when decoding: z / (1/std) + mean.
         let inv: Vec<f32> = std.iter().map(|s| 1.0 / s).collect();
@@ -253,11 +253,11 @@ impl VideoVae {
     }
 
     /// The 48 hard-coded statistics (a z_dim other than 48 uses mean 0, std 1).
-    fn constants(z: usize) -> Result<(Vec<f32>, Vec<f32>), ModelError> {
+    fn constants(z: usize) -> (Vec<f32>, Vec<f32>) {
         if z == LATENT_MEAN.len() {
-            Ok((LATENT_MEAN.to_vec(), LATENT_STD.to_vec()))
+            (LATENT_MEAN.to_vec(), LATENT_STD.to_vec())
         } else {
-            Ok((vec![0.0; z], vec![1.0; z]))
+            (vec![0.0; z], vec![1.0; z])
         }
     }
 
@@ -306,16 +306,15 @@ impl VideoVae {
         self.encoder.as_ref().ok_or_else(|| input_err("video VAE", "the encoder was not loaded (VaeParts)".into()))
     }
 
-    /// `WanVAE_.decode` without the clamp: normalised latents `[z, F, h, w]` → `[3, 4(F − 1) + 1, 16h, 16w]` on the
-    /// GPU, each chunk's `[3, T_i, 16h, 16w]` passed to `on_chunk` (first pixel frame, tensor) as it is decoded.
-    /// `trace` receives `dec.z_denorm`, `dec.conv2` and `dec.<stage>.chunk<i>`.
-    pub fn decode_chunks(
-        &self,
+    /// Starts `WanVAE_.decode` of normalised latents `[z, F, h, w]` (or `[1, z, F, h, w]`): un-normalises them and
+    /// applies `conv2`; [`ChunkDecoder::next_chunk`] then decodes one latent frame per call. `trace` receives
+    /// `dec.z_denorm` and `dec.conv2`.
+    pub fn chunk_decoder<'v>(
+        &'v self,
         g: &Gpu,
         latents: &GpuTensor,
-        on_chunk: &mut dyn FnMut(usize, GpuTensor) -> Result<(), ModelError>,
         mut trace: Option<&mut Trace>,
-    ) -> Result<(), ModelError> {
+    ) -> Result<ChunkDecoder<'v>, ModelError> {
         let [zc, f, h, w] = self.check_latents(latents)?;
         let (decoder, conv2) = self.decoder()?;
         let z = latents.reshape(&[zc, f * h * w]).expect("same element count");
@@ -331,7 +330,7 @@ impl VideoVae {
             t("dec.conv2", &x);
         }
         // Frame-major so that each latent frame is a row view.
-        let xt = if f == 1 {
+        let frames = if f == 1 {
             x
         } else {
             let p = permute(g, &x, &[1, 0, 2, 3])?;
@@ -339,25 +338,21 @@ impl VideoVae {
             p
         };
         g.flush()?;
-        let mut fc = FeatCache::new();
-        let mut first_pixel = 0;
-        for i in 0..f {
-            let xi = if f == 1 {
-                xt.clone()
-            } else {
-                xt.rows(i, 1).expect("i < F").reshape(&[zc, 1, h, w]).expect("one frame")
-            };
-            let mut chunk_trace = |name: &str, t: &GpuTensor| {
-                if let Some(f) = trace.as_mut() {
-                    f(&format!("dec.{name}.chunk{i}"), t);
-                }
-            };
-            let out = decoder.forward(g, &xi, &mut fc, i == 0, &mut Some(&mut chunk_trace))?;
-            let rgb = unpatchify(g, &out, 2)?;
-            drop(out);
-            let frames = rgb.shape()[1];
-            on_chunk(first_pixel, rgb)?;
-            first_pixel += frames;
+        Ok(ChunkDecoder { decoder, frames, dims: [zc, f, h, w], cache: FeatCache::new(), next: 0, first_pixel: 0 })
+    }
+
+    /// `WanVAE_.decode` without the clamp, chunk by chunk: each chunk's `[3, T_i, 16h, 16w]` goes to `on_chunk`
+    /// (first pixel frame, tensor) on the GPU as soon as it is recorded; traces as [`ChunkDecoder`].
+    pub fn decode_chunks(
+        &self,
+        g: &Gpu,
+        latents: &GpuTensor,
+        on_chunk: &mut dyn FnMut(usize, GpuTensor) -> Result<(), ModelError>,
+        mut trace: Option<&mut Trace>,
+    ) -> Result<(), ModelError> {
+        let mut dec = self.chunk_decoder(g, latents, trace.as_deref_mut())?;
+        while let Some((first, rgb)) = dec.next_chunk(g, trace.as_deref_mut())? {
+            on_chunk(first, rgb)?;
         }
         Ok(())
     }
@@ -365,33 +360,57 @@ impl VideoVae {
     /// Decodes normalised latents `[48, F, h, w]` (or `[1, 48, F, h, w]`) to 4(F − 1) + 1 RGB frames in [−1, 1],
     /// handing each to `on_frame` (index, frame) as soon as its chunk is decoded. With `tiling`, tiles are decoded
     /// one after another and blended on the host, so frames come out after the last tile.
+    pub async fn decode_async(
+        &self,
+        g: &Gpu,
+        latents: &GpuTensor,
+        tiling: Option<&Tiling>,
+        on_frame: &mut FrameSink<'_>,
+    ) -> Result<(), ModelError> {
+        if let Some(t) = tiling {
+            return tiling::decode_tiled(self, g, latents, t, on_frame).await;
+        }
+        let mut dec = self.chunk_decoder(g, latents, None)?;
+        while let Some((first, rgb)) = dec.next_chunk(g, None)? {
+            for (k, frame) in frames_of(g, &rgb, true).await?.into_iter().enumerate() {
+                on_frame(first + k, frame)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`VideoVae::decode_async`] collecting every frame.
+    pub async fn decode_all_async(
+        &self,
+        g: &Gpu,
+        latents: &GpuTensor,
+        tiling: Option<&Tiling>,
+    ) -> Result<Vec<Frame>, ModelError> {
+        let mut frames = Vec::new();
+        self.decode_async(g, latents, tiling, &mut |_, f| {
+            frames.push(f);
+            Ok(())
+        })
+        .await?;
+        Ok(frames)
+    }
+
+    /// [`VideoVae::decode_async`], blocking (native).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn decode(
         &self,
         g: &Gpu,
         latents: &GpuTensor,
         tiling: Option<&Tiling>,
-        on_frame: &mut FrameSink,
+        on_frame: &mut FrameSink<'_>,
     ) -> Result<(), ModelError> {
-        if let Some(t) = tiling {
-            return tiling::decode_tiled(self, g, latents, t, on_frame);
-        }
-        let mut sink = |first: usize, rgb: GpuTensor| -> Result<(), ModelError> {
-            for (k, frame) in frames_of(g, &rgb, true)?.into_iter().enumerate() {
-                on_frame(first + k, frame)?;
-            }
-            Ok(())
-        };
-        self.decode_chunks(g, latents, &mut sink, None)
+        crate::gpu::block_on(self.decode_async(g, latents, tiling, on_frame))
     }
 
-    /// [`VideoVae::decode`] collecting every frame.
+    /// [`VideoVae::decode_all_async`], blocking (native).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn decode_all(&self, g: &Gpu, latents: &GpuTensor, tiling: Option<&Tiling>) -> Result<Vec<Frame>, ModelError> {
-        let mut frames = Vec::new();
-        self.decode(g, latents, tiling, &mut |_, f| {
-            frames.push(f);
-            Ok(())
-        })?;
-        Ok(frames)
+        crate::gpu::block_on(self.decode_all_async(g, latents, tiling))
     }
 
     /// `WanVAE_.encode`: video `[3, T, H, W]` in [−1, 1] (T = 1 + 4k, H and W multiples of 32) → normalised μ
@@ -469,6 +488,50 @@ impl VideoVae {
     }
 }
 
+/// A decode in progress: the `conv2`-ed latent frames and the chunk cache (see [`VideoVae::chunk_decoder`]).
+pub struct ChunkDecoder<'v> {
+    decoder: &'v Decoder,
+    /// `[F, z, h, w]` (`[z, 1, h, w]` for one frame).
+    frames: GpuTensor,
+    dims: [usize; 4],
+    cache: FeatCache,
+    next: usize,
+    first_pixel: usize,
+}
+
+impl ChunkDecoder<'_> {
+    /// Records the decoder on the next latent frame (the first skips the temporal upsample) and returns its first
+    /// pixel frame and `[3, T_i, 16h, 16w]`, unclamped; `None` after the last. Nothing is read back, so this runs
+    /// the same natively and in the browser. `trace` receives `dec.<stage>.chunk<i>`.
+    pub fn next_chunk(
+        &mut self,
+        g: &Gpu,
+        mut trace: Option<&mut Trace>,
+    ) -> Result<Option<(usize, GpuTensor)>, ModelError> {
+        let [zc, f, h, w] = self.dims;
+        let i = self.next;
+        if i >= f {
+            return Ok(None);
+        }
+        let xi = if f == 1 {
+            self.frames.clone()
+        } else {
+            self.frames.rows(i, 1).expect("i < F").reshape(&[zc, 1, h, w]).expect("one frame")
+        };
+        let mut chunk_trace = |name: &str, t: &GpuTensor| {
+            if let Some(f) = trace.as_mut() {
+                f(&format!("dec.{name}.chunk{i}"), t);
+            }
+        };
+        let out = self.decoder.forward(g, &xi, &mut self.cache, i == 0, &mut Some(&mut chunk_trace))?;
+        let rgb = unpatchify(g, &out, 2)?;
+        let first = self.first_pixel;
+        self.first_pixel += rgb.shape()[1];
+        self.next += 1;
+        Ok(Some((first, rgb)))
+    }
+}
+
 /// The pipeline's channels-last latent `[F, h, w, z]` (the reference adapter's `z_thwc`) as the decoder's
 /// `[z, F, h, w]`.
 pub fn latents_from_thwc(g: &Gpu, z: &GpuTensor) -> Result<GpuTensor, ModelError> {
@@ -504,10 +567,10 @@ fn concat_frames(g: &Gpu, chunks: &[GpuTensor]) -> Result<GpuTensor, ModelError>
 }
 
 /// The frames of `[3, T, H, W]` on the host, clamped to [−1, 1] when `clamp`.
-pub fn frames_of(g: &Gpu, rgb: &GpuTensor, clamp: bool) -> Result<Vec<Frame>, ModelError> {
+pub async fn frames_of(g: &Gpu, rgb: &GpuTensor, clamp: bool) -> Result<Vec<Frame>, ModelError> {
     let [c, t, h, w]: [usize; 4] =
         rgb.shape().try_into().map_err(|_| input_err("frames", "not [3, T, H, W]".into()))?;
-    let v = g.read_f32_blocking(rgb)?;
+    let v = g.read_f32(rgb).await?;
     let hw = h * w;
     Ok((0..t)
         .map(|k| {

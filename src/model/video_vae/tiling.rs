@@ -76,17 +76,18 @@ impl Tiling {
         if decode_peak_bytes(config, [h, w], latent_frames, None).total <= budget_bytes {
             return Ok(None);
         }
-        // Shrink the tile area step by step, keeping its aspect, down to 2 latent cells a side.
+        // Shrink the tile area step by step, keeping its aspect, down to 2 latent cells a side (or the latent's).
+        let smallest = [h.min(2), w.min(2)];
         let mut th = h;
-        while th >= 2 {
-            let tw = (th * w).div_ceil(h).clamp(2, w);
-            let t = Tiling::with_tile([th.min(h), tw]);
+        while th >= smallest[0] && th > 0 {
+            let tw = (th * w).div_ceil(h).max(smallest[1]).min(w);
+            let t = Tiling::with_tile([th, tw]);
             if decode_peak_bytes(config, [h, w], latent_frames, Some(&t)).total <= budget_bytes {
                 return Ok(Some(t));
             }
             th = if th > 8 { th * 7 / 8 } else { th - 1 };
         }
-        let need = decode_peak_bytes(config, [h, w], latent_frames, Some(&Tiling::with_tile([2, 2]))).total;
+        let need = decode_peak_bytes(config, [h, w], latent_frames, Some(&Tiling::with_tile(smallest))).total;
         Err(ModelError::Input {
             what: "GPU memory".into(),
             problem: format!(
@@ -122,16 +123,16 @@ pub fn mask_1d(len: usize, left_bound: bool, right_bound: bool, border: usize) -
 }
 
 /// Decodes tile after tile and blends them on the host (`Wan2_2_VAE.tiled_decode`).
-pub(super) fn decode_tiled(
+pub(super) async fn decode_tiled(
     vae: &VideoVae,
     g: &Gpu,
     latents: &GpuTensor,
     tiling: &Tiling,
-    on_frame: &mut FrameSink,
+    on_frame: &mut FrameSink<'_>,
 ) -> Result<(), ModelError> {
     let [zc, f, h, w] = vae.check_latents(latents)?;
     let tiling = &Tiling::new(tiling.tile, tiling.stride)?; // the fields are public: check them here too
-    let z = g.read_f32_blocking(latents)?;
+    let z = g.read_f32(latents).await?;
     let up = vae.config.spatial_factor();
     let (out_t, out_h, out_w) = (vae.pixel_frames(f), h * up, w * up);
     let plane = out_h * out_w;
@@ -155,9 +156,10 @@ pub(super) fn decode_tiled(
         for (i, &m) in mask.iter().enumerate() {
             weight[(h0 * up + i / pw) * out_w + w0 * up + i % pw] += m;
         }
-        let mut sink = |first: usize, rgb: GpuTensor| -> Result<(), ModelError> {
+        let mut dec = vae.chunk_decoder(g, &tile, None)?;
+        while let Some((first, rgb)) = dec.next_chunk(g, None)? {
             let t = rgb.shape()[1];
-            let v = g.read_f32_blocking(&rgb)?;
+            let v = g.read_f32(&rgb).await?;
             for c in 0..3 {
                 for k in 0..t {
                     let src = &v[(c * t + k) * ph * pw..(c * t + k + 1) * ph * pw];
@@ -167,9 +169,7 @@ pub(super) fn decode_tiled(
                     }
                 }
             }
-            Ok(())
-        };
-        vae.decode_chunks(g, &tile, &mut sink, None)?;
+        }
     }
     for k in 0..out_t {
         let mut data = Vec::with_capacity(3 * plane);
