@@ -3,8 +3,8 @@
 
 use nava::gpu::{Gpu, GpuTensor};
 use nava::kernels::audio::{
-    fir_downsample, fir_upsample, log_mel, stft_magnitude, variants, with_binding_limit, FirDown, FirUp, Kernel, Pad,
-    PARAMS_BYTES,
+    conv1d_gemm, fir_downsample, fir_upsample, log_mel, stft_magnitude, variants, with_binding_limit, FirDown, FirUp,
+    GemmConv1d, Kernel, Pad, PARAMS_BYTES,
 };
 
 use crate::common::{assert_close, rand_vec, test_gpu, Tol};
@@ -175,6 +175,53 @@ fn fir_downsample_matches_reference() {
         let y = with_binding_limit(g.binding_align() + 4 * (2 * t) as u64, || fir_downsample(g, &xt, &args)).unwrap();
         assert_close(&format!("fir_downsample case {i}, split"), &read(g, &y), &want, TOL);
     }
+}
+
+/// Conv1d as im2col + GEMM against PyTorch's definition: "same" dilated kernels, an asymmetric padding, with and
+/// without bias, chunked over output samples.
+#[test]
+fn conv1d_gemm_matches_reference() {
+    use nava::kernels::gemm::{Weight, WeightFormat};
+    let g = test_gpu();
+    for (i, &(cin, cout, l, k, d, pl, pr, bias)) in
+        [(5, 7, 37, 3, 1, 1, 1, true), (6, 4, 50, 7, 3, 9, 9, false), (3, 9, 20, 7, 1, 6, 0, true)].iter().enumerate()
+    {
+        let x = rand_vec(130 + i as u64, cin * l);
+        let w = rand_vec(140 + i as u64, cout * cin * k);
+        let b = rand_vec(150 + i as u64, cout);
+        let lo = l + pl + pr - d * (k - 1);
+        let mut want = vec![0.0f32; cout * lo];
+        for co in 0..cout {
+            for t in 0..lo {
+                let mut s = if bias { b[co] as f64 } else { 0.0 };
+                for ci in 0..cin {
+                    for j in 0..k {
+                        let idx = (t + j * d) as isize - pl as isize;
+                        if (0..l as isize).contains(&idx) {
+                            s += w[(co * cin + ci) * k + j] as f64 * x[ci * l + idx as usize] as f64;
+                        }
+                    }
+                }
+                want[co * lo + t] = s as f32;
+            }
+        }
+        let wt = Weight::from_f32(g, "w", WeightFormat::F32, cout, cin * k, &w).unwrap();
+        let bt = up(g, &b, &[cout]);
+        let xt = up(g, &x, &[cin, l]);
+        let args = GemmConv1d { weight: &wt, k, bias: bias.then_some(&bt), padding: [pl, pr], dilation: d };
+        let y = conv1d_gemm(g, &xt, &args).unwrap();
+        assert_eq!(y.shape(), &[cout, lo]);
+        assert_close(&format!("conv1d_gemm case {i}"), &read(g, &y), &want, Tol::new(1e-4, 1e-4));
+        // A limit that just holds x and y: chunks of a few output samples each.
+        let limit = g.binding_align() + 4 * (cin * l).max(cout * lo) as u64;
+        let y = with_binding_limit(limit, || conv1d_gemm(g, &xt, &args)).unwrap();
+        assert_close(&format!("conv1d_gemm case {i}, chunked"), &read(g, &y), &want, Tol::new(1e-4, 1e-4));
+    }
+    let wt = Weight::from_f32(g, "w", WeightFormat::F32, 2, 6, &[0.0; 12]).unwrap();
+    let xt = up(g, &rand_vec(1, 8), &[4, 2]);
+    let args = GemmConv1d { weight: &wt, k: 3, bias: None, padding: [1, 1], dilation: 1 };
+    let e = conv1d_gemm(g, &xt, &args).unwrap_err().to_string();
+    assert!(e.contains("weight [2, 6] for 4 channels × 3 taps"), "{e}");
 }
 
 #[test]
