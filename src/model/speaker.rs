@@ -11,7 +11,7 @@
 //!
 //! GPU: stem, ConvNeXt-like blocks (grouped 3×3 with BatchNorm folded in, exact GELU; 1×1 GEMM residual), the 1-D
 //! attention blocks (GEMMs, flash attention, LayerNorms, the 59-tap positional convolution), the stage weighting
-//! and ASTP. Host: the feature front end (f64 FFT, [`features`]), the final BatchNorm1d and Linear on the pooled
+//! and ASTP. Host: the feature front end (f64 FFT, [`SpeakerEncoder::features`]), the final BatchNorm1d and Linear on the pooled
 //! `[2·C·F]` vector (under 0.5 M multiply-adds) in f64.
 
 mod config;
