@@ -543,6 +543,10 @@ impl SpeakerEncoder {
                 f(&format!("stage{i}"), &y);
             }
             outs.push(y);
+            // Recorded launches keep their buffers alive until submitted: submit per stage so that a stage's
+            // intermediates return to the pool (peak memory then grows with the stage outputs kept, not the
+            // whole forward).
+            g.flush()?;
         }
         let x = self.fin_wght1d.forward(g, &outs)?;
         drop(outs);
