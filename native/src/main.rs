@@ -6,6 +6,7 @@ mod dit_bench;
 mod info;
 mod inspect;
 mod oracle;
+mod text_bench;
 
 use std::process::ExitCode;
 
