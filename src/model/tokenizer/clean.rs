@@ -5,12 +5,13 @@
 //! The umt5-xxl `tokenizer.json` normalizes nothing but runs of spaces, so every character this cleaning changes
 //! (full-width punctuation, curly quotes, NFC) changes the ids.
 //!
-//! [`fix_text`] ports the parts of ftfy 6.3 that act on realistic prompts: HTML entities while a line holds no `<`,
-//! UTF-8 mojibake read as Latin-1 or Windows-1252 (whole text or embedded runs), C1 controls, Latin ligatures,
-//! full-width and half-width forms, curly quotes, line breaks, terminal escapes, control characters and NFC. Not
-//! ported: mojibake through other code pages (1250/1251/1253/1254/1257, ISO-8859-2, MacRoman, cp437), the
-//! `restore_byte_a0` and lossy-sequence repairs, and ftfy's badness scoring (an embedded run is repaired whenever it
-//! decodes as UTF-8).
+//! [`fix_text`] ports the parts of ftfy 6.3 that act on realistic prompts: HTML entities while no line so far held a
+//! `<`, UTF-8 mojibake read as Latin-1 or Windows-1252 (whole text, or embedded runs, repeated until none is left,
+//! with spaces that stand for lost 0xA0 bytes), C1 controls, Latin ligatures, full-width and half-width forms, curly
+//! quotes, line breaks, terminal escapes, control characters and NFC. `tests/fixtures/ftfy_6.3.1_cases.json` holds
+//! prompts with ftfy's own output. Not ported: mojibake through other code pages (1250/1251/1253/1254/1257,
+//! ISO-8859-2, MacRoman, cp437), lossy-sequence repair, and ftfy's badness scoring: a Windows-1252 spelling of a
+//! UTF-8 sequence is repaired wherever it occurs, which can differ from ftfy on unusual legitimate text.
 //! [`html_unescape`] follows Python's `html.unescape` exactly, with the full HTML5 named-reference table.
 
 use std::collections::HashMap;
