@@ -129,6 +129,26 @@ pub enum BenchCmd {
         #[arg(long, default_value = "f32")]
         dtype: String,
     },
+    /// The UMT5-XXL text encoder at full width: seeded weights (--layers of 24) or a checkpoint; tokens/s.
+    TextEncoder {
+        /// models_t5_umt5-xxl-enc-bf16.pth or a safetensors file (default: seeded weights).
+        #[arg(long)]
+        weights: Option<std::path::PathBuf>,
+        /// Blocks of the seeded model (default all 24; fewer to fit memory and time).
+        #[arg(long)]
+        layers: Option<usize>,
+        /// Tokens encoded per forward, over all prompts.
+        #[arg(long, default_value_t = 512)]
+        tokens: usize,
+        /// Prompts sharing the forward (2: a positive and a negative prompt).
+        #[arg(long, default_value_t = 1)]
+        prompts: usize,
+        #[arg(long, default_value = "f32")]
+        dtype: String,
+        /// Encodes to time.
+        #[arg(long, default_value_t = 2)]
+        steps: usize,
+    },
 }
 
 fn format_arg(dtype: &str) -> Result<WeightFormat, String> {
@@ -187,6 +207,11 @@ pub fn run(opts: &GpuOptions, cmd: BenchCmd) -> Result<(), Box<dyn std::error::E
                 format: format_arg(&dtype)?,
             };
             crate::vae_bench::run(&g, &b)?;
+        }
+        BenchCmd::TextEncoder { weights, layers, tokens, prompts, dtype, steps } => {
+            let format = format_arg(&dtype)?;
+            let args = crate::text_bench::Args { weights: weights.as_deref(), layers, tokens, prompts, format, steps };
+            crate::text_bench::run(&g, args)?;
         }
     }
     Ok(())

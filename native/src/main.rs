@@ -8,6 +8,7 @@ mod info;
 mod inspect;
 mod oracle;
 mod speaker_bench;
+mod text_bench;
 mod vae_bench;
 
 use std::process::ExitCode;
