@@ -3,9 +3,12 @@
 mod bench;
 mod convert;
 mod dit_bench;
+mod font;
 mod info;
 mod inspect;
 mod oracle;
+mod preview;
+mod view;
 
 use std::process::ExitCode;
 
@@ -40,6 +43,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Convert official checkpoints into the runtime layout (manifest + shards), optionally quantised.
     Convert(convert::ConvertArgs),
+    /// Play an MP4 (H.264) in a window, looped: Space pauses, Esc or Q closes.
+    View(view::ViewArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +59,7 @@ fn main() -> ExitCode {
         Command::Oracle { dirs } => oracle::run(&opts, &dirs),
         Command::Inspect(a) => inspect::run(a),
         Command::Convert(a) => convert::run(a),
+        Command::View(a) => view::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

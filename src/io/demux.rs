@@ -16,8 +16,10 @@ pub enum ReadError {
     File { path: PathBuf, source: std::io::Error },
     #[error("not an MP4 file: it starts with {start:?} rather than MP4 boxes (`ftyp`, `moov`, `mdat`)")]
     NotMp4 { start: String },
-    #[error("the MP4 file ends inside {what} (byte {at} of {len}): it is truncated — was it still being written?")]
-    Truncated { what: String, at: u64, len: u64 },
+    #[error(
+        "the MP4 file is cut short: its {len} bytes end inside {what} — was it still being written, or copied in part?"
+    )]
+    Truncated { what: String, len: u64 },
     #[error("corrupt MP4: {0}")]
     Corrupt(String),
     #[error("the MP4 file has no index (`moov` box): it is truncated or was not finished by its writer")]
@@ -186,7 +188,7 @@ fn atoms<'a>(data: &'a [u8], base: u64, file_len: u64, parent: &str) -> Result<V
     let at_end = base + data.len() as u64 >= file_len;
     let overrun = |what: String, at: u64| {
         if at_end {
-            truncated(what, file_len, file_len)
+            truncated(what, file_len)
         } else {
             ReadError::Corrupt(format!("{what} at byte {at} overruns `{parent}`"))
         }
@@ -219,8 +221,8 @@ fn atoms<'a>(data: &'a [u8], base: u64, file_len: u64, parent: &str) -> Result<V
     Ok(out)
 }
 
-fn truncated(what: String, at: u64, len: u64) -> ReadError {
-    ReadError::Truncated { what, at, len }
+fn truncated(what: String, len: u64) -> ReadError {
+    ReadError::Truncated { what, len }
 }
 
 fn child<'a>(boxes: &'a [Atom<'a>], kind: &[u8; 4]) -> Option<&'a Atom<'a>> {
@@ -331,7 +333,11 @@ fn index(data: &[u8]) -> Result<(VideoInfo, Option<AudioInfo>), ReadError> {
     };
     for (i, s) in video.samples.iter().enumerate() {
         if s.offset.saturating_add(s.len_bytes as u64) > len {
-            return Err(truncated(format!("video sample {i} of {}", video.samples.len()), s.offset, len));
+            return Err(ReadError::Corrupt(format!(
+                "video sample {i} lies at bytes {}..{}, past the end of the {len}-byte file",
+                s.offset,
+                s.offset + s.len_bytes as u64
+            )));
         }
     }
     Ok((video, audio))
@@ -379,7 +385,7 @@ fn track(trak: &Atom<'_>, len: u64) -> Result<Track, ReadError> {
             r.bytes(50)?; // resolution, frame count, compressor name, depth, pre-defined
             let inner = atoms(r.rest(), entry.start + 78, len, "avc1")?;
             let avcc = need(&inner, b"avcC", &codec)?;
-            let (nal_length_size, sps, pps) = parse_avcc(avcc.body)?;
+            let AvcConfig { nal_length_size, sps, pps } = parse_avcc(avcc.body)?;
             let samples = sample_table(&stbl, len)?;
             Ok(Track::Video(VideoInfo {
                 track_id,
@@ -409,9 +415,14 @@ fn track(trak: &Atom<'_>, len: u64) -> Result<Track, ReadError> {
     }
 }
 
-/// `avcC`: NAL length size and parameter sets.
-#[allow(clippy::type_complexity)] // (length size, SPS list, PPS list) reads plainly at the one call site
-fn parse_avcc(body: &[u8]) -> Result<(u8, Vec<Vec<u8>>, Vec<Vec<u8>>), ReadError> {
+/// The `avcC` fields the decoder needs.
+struct AvcConfig {
+    nal_length_size: u8,
+    sps: Vec<Vec<u8>>,
+    pps: Vec<Vec<u8>>,
+}
+
+fn parse_avcc(body: &[u8]) -> Result<AvcConfig, ReadError> {
     let mut r = Reader::new(body, "avcC");
     if r.u8()? != 1 {
         return Err(ReadError::Corrupt("`avcC` version is not 1".into()));
@@ -425,7 +436,7 @@ fn parse_avcc(body: &[u8]) -> Result<(u8, Vec<Vec<u8>>, Vec<Vec<u8>>), ReadError
     let sps = parameter_sets(&mut r, n_sps)?;
     let n_pps = r.u8()? as usize;
     let pps = parameter_sets(&mut r, n_pps)?;
-    Ok((nal_length_size, sps, pps))
+    Ok(AvcConfig { nal_length_size, sps, pps })
 }
 
 fn parameter_sets(r: &mut Reader<'_>, count: usize) -> Result<Vec<Vec<u8>>, ReadError> {
@@ -594,8 +605,8 @@ mod tests {
     #[test]
     fn avcc_parameter_sets() {
         let avcc = [1, 66, 0, 30, 0xff, 0xe1, 0, 3, 0x67, 1, 2, 1, 0, 2, 0x68, 3];
-        let (n, sps, pps) = parse_avcc(&avcc).expect("valid avcC");
-        assert_eq!((n, sps, pps), (4, vec![vec![0x67, 1, 2]], vec![vec![0x68, 3]]));
+        let c = parse_avcc(&avcc).expect("valid avcC");
+        assert_eq!((c.nal_length_size, c.sps, c.pps), (4, vec![vec![0x67, 1, 2]], vec![vec![0x68, 3]]));
         assert!(parse_avcc(&avcc[..10]).is_err());
     }
 

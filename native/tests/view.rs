@@ -1,0 +1,121 @@
+//! `nava view` end to end: plays a generated MP4 in a real window under Xvfb and exits after
+//! `NAVA_VIEW_EXIT_AFTER_FRAMES` frames; clear errors for a missing file, a non-MP4 file and a missing display.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nava::io::encode::Mp4Writer;
+use nava::io::Frame;
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("nava-view-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir.join(name)
+}
+
+/// A 10-frame clip, 64×48, a bar moving across.
+fn clip(path: &Path) {
+    let (w, h, n) = (64, 48, 10);
+    let mut writer = Mp4Writer::new(path, Some((w, h))).expect("writer");
+    for i in 0..n {
+        let mut rgb = vec![40u8; w * h * 3];
+        for y in 0..h {
+            for x in (i * 6)..(i * 6 + 6) {
+                rgb[(y * w + x) * 3..(y * w + x) * 3 + 3].copy_from_slice(&[250, 200, 20]);
+            }
+        }
+        writer.push_frame(&Frame { width: w, height: h, rgb }).expect("encode");
+    }
+    writer.finish(None).expect("mux");
+}
+
+/// Runs `cmd`, killing it after `limit`.
+fn run_for(cmd: &mut Command, limit: Duration) -> Output {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start nava");
+    let start = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "nava did not exit within {limit:?}\nstdout: {}\nstderr: {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("output")
+}
+
+fn nava() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nava"));
+    c.env_remove("NAVA_VIEW_EXIT_AFTER_FRAMES");
+    c
+}
+
+fn text(out: &Output) -> String {
+    format!("stdout: {}\nstderr: {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn which(program: &str) -> bool {
+    Command::new("which").arg(program).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+#[test]
+fn plays_a_clip_under_xvfb_and_exits_after_n_frames() {
+    assert!(
+        which("Xvfb") && which("xvfb-run"),
+        "Xvfb is not installed: this test opens a real window; install it (`apt-get install xvfb`), as CI does"
+    );
+    let path = temp("clip.mp4");
+    clip(&path);
+    // 15 frames of a 10-frame clip: playback must loop to get there.
+    let mut cmd = Command::new("xvfb-run");
+    cmd.args(["-a", "-s", "-screen 0 800x600x24", env!("CARGO_BIN_EXE_nava"), "view"])
+        .arg(&path)
+        .env("NAVA_VIEW_EXIT_AFTER_FRAMES", "15")
+        .env_remove("WAYLAND_DISPLAY");
+    let start = Instant::now();
+    let out = run_for(&mut cmd, Duration::from_secs(60));
+    assert!(out.status.success(), "nava view failed\n{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("64×48, 10 frames, 24.00 fps"), "{}", text(&out));
+    // 14 frame periods at 24 fps at least.
+    assert!(start.elapsed() >= Duration::from_millis(14 * 1000 / 24), "exited too early: {:?}", start.elapsed());
+}
+
+#[test]
+fn missing_file_is_a_clear_error() {
+    let path = temp("does-not-exist.mp4");
+    let out = run_for(nava().arg("view").arg(&path), Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does-not-exist.mp4") && err.contains("error:"), "{}", text(&out));
+}
+
+#[test]
+fn non_mp4_file_is_a_clear_error() {
+    let path = temp("notes.mp4");
+    std::fs::write(&path, "these are notes, not a video\n").expect("write");
+    let out = run_for(nava().arg("view").arg(&path), Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not an MP4 file"), "{}", text(&out));
+}
+
+#[test]
+fn no_display_is_a_clear_error() {
+    let path = temp("clip-nodisplay.mp4");
+    clip(&path);
+    let mut cmd = nava();
+    cmd.arg("view").arg(&path).env_remove("DISPLAY").env_remove("WAYLAND_DISPLAY");
+    let out = run_for(&mut cmd, Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no display"), "{}", text(&out));
+    // A display that is named but not there: an error too, not a panic.
+    let mut cmd = nava();
+    cmd.arg("view").arg(&path).env("DISPLAY", ":7391").env_remove("WAYLAND_DISPLAY");
+    let out = run_for(&mut cmd, Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open the preview window"), "{}", text(&out));
+}
