@@ -136,7 +136,7 @@ impl Preview {
         if std::thread::current().name() != Some("main") {
             return Err(PreviewError::NotMainThread.into());
         }
-        let event_loop = EventLoop::<Msg>::with_user_event().build().map_err(|e| PreviewError::Open(e.to_string()))?;
+        let event_loop = EventLoop::<Msg>::with_user_event().build().map_err(|e| PreviewError::Open(tidy(&e)))?;
         let mut app = App {
             settings: self,
             work: Some(Box::new(work)),
@@ -188,7 +188,7 @@ fn check_display() -> Result<(), PreviewError> {
 
 type Work<T, E> = Box<dyn FnOnce(PreviewHandle) -> Result<T, E> + Send>;
 
-/// The window, its framebuffer surface, and the scaled-blit scratch.
+/// The window and its framebuffer surface.
 struct View {
     window: Rc<Window>,
     surface: softbuffer::Surface<Rc<Window>, Rc<Window>>,

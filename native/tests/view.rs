@@ -86,6 +86,27 @@ fn plays_a_clip_under_xvfb_and_exits_after_n_frames() {
 }
 
 #[test]
+fn closing_while_decoding_ends_the_work() {
+    assert!(which("xvfb-run"), "Xvfb is not installed: install it (`apt-get install xvfb`), as CI does");
+    let path = temp("long.mp4");
+    let p = path.to_str().expect("utf-8 temp path");
+    let made = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=24:duration=10"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", p])
+        .status()
+        .expect("ffmpeg is needed by this test (the test command installs it)");
+    assert!(made.success());
+    // The window closes after its first frame, while frames are still being decoded: the worker must stop.
+    let mut cmd = Command::new("xvfb-run");
+    cmd.args(["-a", env!("CARGO_BIN_EXE_nava"), "view"])
+        .arg(&path)
+        .env("NAVA_VIEW_EXIT_AFTER_FRAMES", "1")
+        .env_remove("WAYLAND_DISPLAY");
+    let out = run_for(&mut cmd, Duration::from_secs(60));
+    assert!(out.status.success(), "nava view failed\n{}", text(&out));
+}
+
+#[test]
 fn missing_file_is_a_clear_error() {
     let path = temp("does-not-exist.mp4");
     let out = run_for(nava().arg("view").arg(&path), Duration::from_secs(30));
