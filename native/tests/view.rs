@@ -1,8 +1,9 @@
-//! `nava view` end to end: plays a generated MP4 in a real window under Xvfb and exits after
+//! `nava view` end to end: plays a generated MP4 in a real window on a private Xvfb server and exits after
 //! `NAVA_VIEW_EXIT_AFTER_FRAMES` frames; clear errors for a missing file, a non-MP4 file and a missing display.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use nava::io::encode::Mp4Writer;
@@ -63,20 +64,53 @@ fn which(program: &str) -> bool {
     Command::new("which").arg(program).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
+/// A private X server (Xvfb) on a display number it picks itself; stopped when dropped.
+struct VirtualDisplay {
+    server: Child,
+    display: String,
+}
+
+impl VirtualDisplay {
+    fn start() -> Self {
+        assert!(
+            which("Xvfb"),
+            "Xvfb is not installed: these tests open a real window; install it (`apt-get install xvfb`), as CI does"
+        );
+        // `-displayfd 1`: Xvfb picks a free display and writes its number to stdout once it accepts clients.
+        let mut server = Command::new("Xvfb")
+            .args(["-displayfd", "1", "-screen", "0", "800x600x24", "-nolisten", "tcp"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start Xvfb");
+        let mut line = String::new();
+        let stdout = server.stdout.take().expect("piped stdout");
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let number = line.trim().to_string();
+        if number.parse::<u32>().is_err() {
+            let _ = server.kill();
+            panic!("Xvfb did not start (it printed {line:?})");
+        }
+        Self { server, display: format!(":{number}") }
+    }
+}
+
+impl Drop for VirtualDisplay {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
 #[test]
 fn plays_a_clip_under_xvfb_and_exits_after_n_frames() {
-    assert!(
-        which("Xvfb") && which("xvfb-run"),
-        "Xvfb is not installed: this test opens a real window; install it (`apt-get install xvfb`), as CI does"
-    );
+    let x = VirtualDisplay::start();
     let path = temp("clip.mp4");
     clip(&path);
     // 15 frames of a 10-frame clip: playback must loop to get there.
-    let mut cmd = Command::new("xvfb-run");
-    cmd.args(["-a", "-s", "-screen 0 800x600x24", env!("CARGO_BIN_EXE_nava"), "view"])
-        .arg(&path)
-        .env("NAVA_VIEW_EXIT_AFTER_FRAMES", "15")
-        .env_remove("WAYLAND_DISPLAY");
+    let mut cmd = nava();
+    cmd.arg("view").arg(&path).env("NAVA_VIEW_EXIT_AFTER_FRAMES", "15").env("DISPLAY", &x.display);
+    cmd.env_remove("WAYLAND_DISPLAY");
     let start = Instant::now();
     let out = run_for(&mut cmd, Duration::from_secs(60));
     assert!(out.status.success(), "nava view failed\n{}", text(&out));
@@ -87,7 +121,7 @@ fn plays_a_clip_under_xvfb_and_exits_after_n_frames() {
 
 #[test]
 fn closing_while_decoding_ends_the_work() {
-    assert!(which("xvfb-run"), "Xvfb is not installed: install it (`apt-get install xvfb`), as CI does");
+    let x = VirtualDisplay::start();
     let path = temp("long.mp4");
     let p = path.to_str().expect("utf-8 temp path");
     let made = Command::new("ffmpeg")
@@ -97,11 +131,9 @@ fn closing_while_decoding_ends_the_work() {
         .expect("ffmpeg is needed by this test (the test command installs it)");
     assert!(made.success());
     // The window closes after its first frame, while frames are still being decoded: the worker must stop.
-    let mut cmd = Command::new("xvfb-run");
-    cmd.args(["-a", env!("CARGO_BIN_EXE_nava"), "view"])
-        .arg(&path)
-        .env("NAVA_VIEW_EXIT_AFTER_FRAMES", "1")
-        .env_remove("WAYLAND_DISPLAY");
+    let mut cmd = nava();
+    cmd.arg("view").arg(&path).env("NAVA_VIEW_EXIT_AFTER_FRAMES", "1").env("DISPLAY", &x.display);
+    cmd.env_remove("WAYLAND_DISPLAY");
     let out = run_for(&mut cmd, Duration::from_secs(60));
     assert!(out.status.success(), "nava view failed\n{}", text(&out));
 }
