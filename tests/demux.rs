@@ -267,3 +267,24 @@ fn files_without_h264_video() {
     let e = Mp4::open(&mpeg4).expect_err("MPEG-4 part 2 video");
     assert!(e.to_string().contains("mp4v") && e.to_string().contains("libx264"), "{e}");
 }
+
+#[test]
+fn corrupt_sample_data_decodes_or_fails_cleanly() {
+    let src = temp("damaged.mp4");
+    write_ours(&src, &test_frames(12, 64, 48), None);
+    let clean = std::fs::read(&src).expect("read");
+    let mp4 = Mp4::parse(clean.clone()).expect("clean file");
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(11);
+    for _ in 0..20 {
+        let mut d = clean.clone();
+        // Damage NAL payloads (past each 4-byte length and 1-byte header), not the index: decoding must cope.
+        for s in &mp4.video.samples {
+            if s.len_bytes > 8 && rng.random_range(0..3) == 0 {
+                let at = s.offset as usize + rng.random_range(5..s.len_bytes as usize);
+                d[at] = rng.random();
+            }
+        }
+        let damaged = Mp4::parse(d).expect("the index is intact");
+        let _ = decode_video(&damaged, |f| f.rgb.len() == 64 * 48 * 3);
+    }
+}

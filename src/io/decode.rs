@@ -19,15 +19,15 @@ impl H264Decoder {
         // No flush after each sample: flushing would emit pictures before their reordering is known.
         let config = DecoderConfig::new().flush_after_decode(Flush::NoFlush);
         let decoder = Decoder::with_api_config(OpenH264API::from_source(), config)
-            .map_err(|e| ReadError::Decode { sample: 0, problem: format!("cannot start OpenH264: {e}") })?;
+            .map_err(|e| ReadError::Decode { sample: None, problem: format!("cannot start OpenH264: {e}") })?;
         Ok(Self { decoder })
     }
 
     /// Decodes sample number `sample` given as Annex B bytes; returns the picture it completes, if any.
     pub fn push(&mut self, sample: usize, annexb: &[u8]) -> Result<Option<Frame>, ReadError> {
-        let err = |e: openh264::Error| ReadError::Decode { sample, problem: e.to_string() };
+        let err = |e: openh264::Error| ReadError::Decode { sample: Some(sample), problem: e.to_string() };
         let picture = self.decoder.decode(annexb).map_err(err)?;
-        picture.map(|p| to_frame(&p, sample)).transpose()
+        picture.map(|p| to_frame(&p, Some(sample))).transpose()
     }
 
     /// The pictures still held for reordering, after the last sample.
@@ -35,12 +35,12 @@ impl H264Decoder {
         let pictures = self
             .decoder
             .flush_remaining()
-            .map_err(|e| ReadError::Decode { sample: usize::MAX, problem: format!("flushing the decoder: {e}") })?;
-        pictures.iter().map(|p| to_frame(p, usize::MAX)).collect()
+            .map_err(|e| ReadError::Decode { sample: None, problem: format!("flushing the decoder: {e}") })?;
+        pictures.iter().map(|p| to_frame(p, None)).collect()
     }
 }
 
-fn to_frame(p: &DecodedYUV<'_>, sample: usize) -> Result<Frame, ReadError> {
+fn to_frame(p: &DecodedYUV<'_>, sample: Option<usize>) -> Result<Frame, ReadError> {
     let (width, height) = p.dimensions();
     if width == 0 || height == 0 {
         return Err(ReadError::Decode { sample, problem: format!("decoded an empty {width}×{height} picture") });

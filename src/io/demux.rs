@@ -26,8 +26,16 @@ pub enum ReadError {
     NoIndex,
     #[error("no H.264 video track (tracks found: {found}); re-encode it, e.g. `ffmpeg -i IN -c:v libx264 OUT.mp4`")]
     NoVideo { found: String },
-    #[error("H.264 sample {sample}: {problem}")]
-    Decode { sample: usize, problem: String },
+    #[error("H.264 {}: {problem}", at_sample(.sample))]
+    Decode {
+        /// The sample being decoded; `None` before the first or after the last.
+        sample: Option<usize>,
+        problem: String,
+    },
+}
+
+fn at_sample(sample: &Option<usize>) -> String {
+    sample.map_or_else(|| "decoder".to_string(), |i| format!("sample {i}"))
 }
 
 /// Where one coded picture lies in the file and when it is shown.
@@ -135,7 +143,8 @@ impl Mp4 {
     /// Sample `i` as an Annex B stream (start codes instead of length prefixes), parameter sets first on sync
     /// samples, as stream decoders take it.
     pub fn annexb_sample(&self, i: usize) -> Result<Vec<u8>, ReadError> {
-        let data = self.sample(i).ok_or_else(|| ReadError::Decode { sample: i, problem: "no such sample".into() })?;
+        let data =
+            self.sample(i).ok_or_else(|| ReadError::Decode { sample: Some(i), problem: "no such sample".into() })?;
         let mut out = Vec::with_capacity(data.len() + 64);
         if self.video.samples[i].sync || i == 0 {
             for nal in self.video.sps.iter().chain(&self.video.pps) {
@@ -148,11 +157,11 @@ impl Mp4 {
         while pos < data.len() {
             let len = data
                 .get(pos..pos + n)
-                .ok_or_else(|| ReadError::Decode { sample: i, problem: "NAL length prefix cut short".into() })?
+                .ok_or_else(|| ReadError::Decode { sample: Some(i), problem: "NAL length prefix cut short".into() })?
                 .iter()
                 .fold(0usize, |acc, b| acc << 8 | *b as usize);
             let nal = data.get(pos + n..pos + n + len).ok_or_else(|| ReadError::Decode {
-                sample: i,
+                sample: Some(i),
                 problem: format!("NAL unit of {len} bytes at {pos} overruns the {}-byte sample", data.len()),
             })?;
             out.extend([0, 0, 0, 1]);
