@@ -10,10 +10,26 @@ use nava::io::encode::Mp4Writer;
 use nava::io::{Audio, Frame};
 use rand::{Rng, SeedableRng};
 
-fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("nava-demux-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir.join(name)
+/// A fresh folder for one test, removed again when the test ends.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(test: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("nava-demux-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Self(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Moving colour gradients, distinct per frame.
@@ -87,7 +103,8 @@ fn ffmpeg_frames(path: &Path, w: usize, h: usize) -> Vec<Frame> {
 
 #[test]
 fn round_trip_with_our_writer() {
-    let path = temp("ours.mp4");
+    let dir = TempDir::new("round_trip_with_our_writer");
+    let path = dir.path("ours.mp4");
     let frames = test_frames(30, 64, 48);
     write_ours(&path, &frames, Some(&stereo(1.25, 16000)));
     let mp4 = Mp4::open(&path).expect("our file reads back");
@@ -110,7 +127,8 @@ fn round_trip_with_our_writer() {
 
 #[test]
 fn ffmpeg_file_with_many_chunks_and_b_frames() {
-    let path = temp("ffmpeg.mp4");
+    let dir = TempDir::new("ffmpeg_file_with_many_chunks_and_b_frames");
+    let path = dir.path("ffmpeg.mp4");
     let p = path.to_str().expect("utf-8 temp path");
     // Interleaved audio makes ffmpeg write many chunks; moov stays at the end; x264 uses B-frames by default.
     ffmpeg(&[
@@ -196,7 +214,8 @@ fn with_co64(data: &[u8]) -> Vec<u8> {
 
 #[test]
 fn sixty_four_bit_chunk_offsets() {
-    let path = temp("co64-src.mp4");
+    let dir = TempDir::new("sixty_four_bit_chunk_offsets");
+    let path = dir.path("co64-src.mp4");
     let frames = test_frames(6, 32, 32);
     write_ours(&path, &frames, Some(&stereo(0.3, 16000)));
     let data = std::fs::read(&path).expect("read");
@@ -213,7 +232,8 @@ fn sixty_four_bit_chunk_offsets() {
 
 #[test]
 fn truncated_files_are_errors() {
-    let path = temp("cut.mp4");
+    let dir = TempDir::new("truncated_files_are_errors");
+    let path = dir.path("cut.mp4");
     write_ours(&path, &test_frames(12, 32, 32), Some(&stereo(0.5, 16000)));
     let data = std::fs::read(&path).expect("read");
     // Cut inside the media data: reported as cut even though the index survived.
@@ -228,15 +248,16 @@ fn truncated_files_are_errors() {
 
 #[test]
 fn garbage_and_corruption_never_panic() {
+    let dir = TempDir::new("garbage_and_corruption_never_panic");
     let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
-    let path = temp("noise.mp4");
+    let path = dir.path("noise.mp4");
     std::fs::write(&path, (0..4000).map(|_| rng.random::<u8>()).collect::<Vec<u8>>()).expect("write");
     let e = Mp4::open(&path).expect_err("noise");
     assert!(matches!(e, ReadError::NotMp4 { .. }), "{e}");
-    let e = Mp4::open(&temp("missing.mp4")).expect_err("missing file");
+    let e = Mp4::open(&dir.path("missing.mp4")).expect_err("missing file");
     assert!(matches!(e, ReadError::File { .. }) && e.to_string().contains("missing.mp4"), "{e}");
 
-    let src = temp("flip.mp4");
+    let src = dir.path("flip.mp4");
     write_ours(&src, &test_frames(8, 32, 32), Some(&stereo(0.3, 16000)));
     let data = std::fs::read(&src).expect("read");
     let moov_end = 32 + u32::from_be_bytes(data[32..36].try_into().expect("4")) as usize;
@@ -256,12 +277,13 @@ fn garbage_and_corruption_never_panic() {
 
 #[test]
 fn files_without_h264_video() {
-    let audio_only = temp("audio.mp4");
+    let dir = TempDir::new("files_without_h264_video");
+    let audio_only = dir.path("audio.mp4");
     Mp4Writer::new(&audio_only, None).expect("writer").finish(Some(&stereo(0.5, 16000))).expect("mux");
     let e = Mp4::open(&audio_only).expect_err("no video");
     assert!(matches!(e, ReadError::NoVideo { .. }) && e.to_string().contains("mp4a"), "{e}");
 
-    let mpeg4 = temp("mpeg4.mp4");
+    let mpeg4 = dir.path("mpeg4.mp4");
     let p = mpeg4.to_str().expect("utf-8 temp path");
     ffmpeg(&["-f", "lavfi", "-i", "testsrc=size=32x32:rate=24:duration=0.5", "-c:v", "mpeg4", p]);
     let e = Mp4::open(&mpeg4).expect_err("MPEG-4 part 2 video");
@@ -270,7 +292,8 @@ fn files_without_h264_video() {
 
 #[test]
 fn corrupt_sample_data_decodes_or_fails_cleanly() {
-    let src = temp("damaged.mp4");
+    let dir = TempDir::new("corrupt_sample_data_decodes_or_fails_cleanly");
+    let src = dir.path("damaged.mp4");
     write_ours(&src, &test_frames(12, 64, 48), None);
     let clean = std::fs::read(&src).expect("read");
     let mp4 = Mp4::parse(clean.clone()).expect("clean file");

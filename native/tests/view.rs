@@ -9,10 +9,26 @@ use std::time::{Duration, Instant};
 use nava::io::encode::Mp4Writer;
 use nava::io::Frame;
 
-fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("nava-view-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir.join(name)
+/// A fresh folder for one test, removed again when the test ends.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(test: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("nava-view-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Self(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A 10-frame clip, 64×48, a bar moving across.
@@ -104,8 +120,9 @@ impl Drop for VirtualDisplay {
 
 #[test]
 fn plays_a_clip_under_xvfb_and_exits_after_n_frames() {
+    let dir = TempDir::new("plays_a_clip_under_xvfb_and_exits_after_n_frames");
     let x = VirtualDisplay::start();
-    let path = temp("clip.mp4");
+    let path = dir.path("clip.mp4");
     clip(&path);
     // 15 frames of a 10-frame clip: playback must loop to get there.
     let mut cmd = nava();
@@ -121,8 +138,9 @@ fn plays_a_clip_under_xvfb_and_exits_after_n_frames() {
 
 #[test]
 fn closing_while_decoding_ends_the_work() {
+    let dir = TempDir::new("closing_while_decoding_ends_the_work");
     let x = VirtualDisplay::start();
-    let path = temp("long.mp4");
+    let path = dir.path("long.mp4");
     let p = path.to_str().expect("utf-8 temp path");
     let made = Command::new("ffmpeg")
         .args(["-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=24:duration=10"])
@@ -140,7 +158,8 @@ fn closing_while_decoding_ends_the_work() {
 
 #[test]
 fn missing_file_is_a_clear_error() {
-    let path = temp("does-not-exist.mp4");
+    let dir = TempDir::new("missing_file_is_a_clear_error");
+    let path = dir.path("does-not-exist.mp4");
     let out = run_for(nava().arg("view").arg(&path), Duration::from_secs(30));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -149,7 +168,8 @@ fn missing_file_is_a_clear_error() {
 
 #[test]
 fn non_mp4_file_is_a_clear_error() {
-    let path = temp("notes.mp4");
+    let dir = TempDir::new("non_mp4_file_is_a_clear_error");
+    let path = dir.path("notes.mp4");
     std::fs::write(&path, "these are notes, not a video\n").expect("write");
     let out = run_for(nava().arg("view").arg(&path), Duration::from_secs(30));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -158,7 +178,8 @@ fn non_mp4_file_is_a_clear_error() {
 
 #[test]
 fn no_display_is_a_clear_error() {
-    let path = temp("clip-nodisplay.mp4");
+    let dir = TempDir::new("no_display_is_a_clear_error");
+    let path = dir.path("clip-nodisplay.mp4");
     clip(&path);
     let mut cmd = nava();
     cmd.arg("view").arg(&path).env_remove("DISPLAY").env_remove("WAYLAND_DISPLAY");
