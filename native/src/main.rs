@@ -4,12 +4,15 @@ mod audio_bench;
 mod bench;
 mod convert;
 mod dit_bench;
+mod font;
 mod info;
 mod inspect;
 mod oracle;
 mod speaker_bench;
 mod text_bench;
 mod vae_bench;
+mod preview;
+mod view;
 
 use std::process::ExitCode;
 
@@ -44,6 +47,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Convert official checkpoints into the runtime layout (manifest + shards), optionally quantised.
     Convert(convert::ConvertArgs),
+    /// Play an MP4 (H.264) in a window, looped: Space pauses, Esc or Q closes.
+    View(view::ViewArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +63,7 @@ fn main() -> ExitCode {
         Command::Oracle { dirs } => oracle::run(&opts, &dirs),
         Command::Inspect(a) => inspect::run(a),
         Command::Convert(a) => convert::run(a),
+        Command::View(a) => view::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
