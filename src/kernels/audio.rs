@@ -395,6 +395,10 @@ pub fn log_mel(g: &Gpu, mag: &GpuTensor, basis: &GpuTensor) -> Result<GpuTensor,
     Ok(y)
 }
 
+/// Elements of each im2col / GEMM temporary of the convolutions as GEMMs (16 MiB), so that their peak memory stays
+/// small beside the activations.
+const GEMM_TEMP_ELEMS: usize = 4 << 20;
+
 /// Options of [`conv1d_gemm`]: stride 1, dilation, zero padding (left, right).
 #[derive(Clone, Copy)]
 pub struct GemmConv1d<'a> {
@@ -438,9 +442,9 @@ pub fn conv1d_gemm(g: &Gpu, x: &GpuTensor, args: &GemmConv1d) -> Result<GpuTenso
     if width > cap || cout > cap || cin * l > cap || cout * l_out > cap || cout > max_y {
         return Err(unsupported(OP, format!("{cin}×{l} → {cout}×{l_out} exceeds the binding or grid limits")));
     }
-    // Output samples per chunk: the columns and the GEMM output fit a binding; at most 4096 rows keep the
-    // temporaries small.
-    let chunk = (cap / width).min(cap / cout).min(max_y).clamp(1, 4096);
+    // Output samples per chunk: columns and GEMM output within a binding and about 16 MiB each.
+    let budget = GEMM_TEMP_ELEMS.min(cap);
+    let chunk = (budget / width).min(budget / cout).min(max_y).clamp(1, 4096);
     let y = g.alloc("conv1d_gemm output", &[cout, l_out], DType::F32)?;
     let im2col = g.pipeline(&Kernel::Im2col.spec())?;
     let to_ch = g.pipeline(&Kernel::ToChannels.spec())?;
@@ -525,9 +529,9 @@ pub fn conv2d_gemm(g: &Gpu, x: &GpuTensor, args: &GemmConv2d) -> Result<GpuTenso
     if width > cap || cin * h * w > cap || cout * positions > cap || cout > max_y {
         return Err(unsupported(OP, format!("{cin}×{h}×{w} → {cout}×{ho}×{wo} exceeds the binding or grid limits")));
     }
-    // Positions per chunk: columns and GEMM output within a binding and about 64 MiB of temporaries.
-    let budget = (16usize << 20).min(cap);
-    let chunk = (budget / width).min(cap / cout).min(max_y).clamp(1, 4096);
+    // Positions per chunk: columns and GEMM output within a binding and about 16 MiB each.
+    let budget = GEMM_TEMP_ELEMS.min(cap);
+    let chunk = (budget / width).min(budget / cout).min(max_y).clamp(1, 4096);
     let y = g.alloc("conv2d_gemm output", &[cout, ho, wo], DType::F32)?;
     let im2col = g.pipeline(&Kernel::Im2col2d.spec())?;
     let to_ch = g.pipeline(&Kernel::ToChannels.spec())?;
