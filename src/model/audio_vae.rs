@@ -9,7 +9,8 @@
 //!
 //! Every 2-D convolution is causal in time (the height axis): 3×3 kernels pad time (2, 0) and frequency (1, 1).
 //! The upsampler's conv followed by dropping its first output row equals the same conv with time padding (1, 0),
-//! which is what runs here. Keys are those of `ltx-2.3-22b-dev_audio_vae.safetensors` under `audio_vae.`.
+//! which is what runs here. Wide convolutions run as im2col + GEMM with their weights in the loader's format (f32
+//! reproduces the reference). Keys are those of `ltx-2.3-22b-dev_audio_vae.safetensors` under `audio_vae.`.
 //!
 //! [`AudioEncoder`] is the reverse path of `LtxAudioVAE.wrapped_encode` (the pipeline only decodes; the encoder
 //! is here for completeness and parity): 16 kHz stereo waveform → torchaudio `MelSpectrogram` (n_fft 1024, hop

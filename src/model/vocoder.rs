@@ -11,7 +11,8 @@
 //! Keys are those of `ltx-2.3-22b-dev_audio_vae.safetensors` under `vocoder.` (`vocoder.vocoder.*`,
 //! `vocoder.bwe_generator.*`, `vocoder.mel_stft.*`). The anti-aliasing filters, STFT basis and mel basis are read
 //! from the file (the reference loads them from its bf16 checkpoint); only the ×3 skip filter, which the
-//! reference computes at construction, is computed here. All weights are f32 on the GPU.
+//! reference computes at construction, is computed here. Wide convolutions run as im2col + GEMM with their
+//! weights in the loader's format (f32 reproduces the reference); everything else is f32.
 
 use serde::{Deserialize, Serialize};
 
