@@ -92,6 +92,9 @@ pub enum BenchCmd {
         /// Timed repetitions.
         #[arg(long, default_value_t = 1)]
         repeats: usize,
+        /// Storage of the wide convolutions' weights (run as GEMMs): f32, f16, bf16, q8, q4, fp8.
+        #[arg(long, default_value = "f32")]
+        dtype: String,
     },
 }
 
@@ -134,8 +137,8 @@ pub fn run(opts: &GpuOptions, cmd: BenchCmd) -> Result<(), Box<dyn std::error::E
             let opts = nava::model::dit::LoadOptions { format: format_arg(&dtype)?, offload };
             crate::dit_bench::run(&g, weights.as_deref(), config.as_deref(), &opts, [frames, height, width], steps)?;
         }
-        BenchCmd::Vocoder { seconds, weights, tiny, rate, repeats } => {
-            crate::audio_bench::run(&g, weights.as_deref(), tiny, seconds, rate, repeats)?;
+        BenchCmd::Vocoder { seconds, weights, tiny, rate, repeats, dtype } => {
+            crate::audio_bench::run(&g, weights.as_deref(), tiny, seconds, rate, repeats, format_arg(&dtype)?)?;
         }
     }
     Ok(())
