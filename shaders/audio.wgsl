@@ -8,6 +8,9 @@
 //           LowPassFilter1d (replicate), torchaudio's sinc resampling (zeros), STFT centring (reflect).
 // im2col:   cols[t, c·k + j] = x[c, t0 + t + j·dilation − pad_left] (zero outside) for t < l_out: the rows of a
 //           convolution as a GEMM (x [channels = rows, t_in]; taps = k, pad = dilation, row0 = t0).
+// im2col2d: cols[q, c·k² + i·k + j] = x[c, ho + i − pad_top, wo + j − pad_left] (zero outside) for output position
+//           p0 + q = ho·Wo + wo < p0 + l_out (x [channels = rows, H = t_in, W = ratio]; taps = k, pad = pad_top,
+//           channels = Wo, row0 = p0).
 // to_channels: y[c, t0 + t] = src[t, c] + bias[c] for t < t_in (src [t_in, rows]; y rows of l_out samples; row0 = t0;
 //           FLAG_SNAKE unused; bias in filt).
 // magnitude: spec [rows, 2n, F] (real rows, then imaginary rows) → [rows, n, F], √(re² + im²).
@@ -207,5 +210,33 @@ fn to_channels(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     }
     for (var t = wid.x * WG + lid; t < p.t_in; t = t + nwg.x * WG) {
         y[p.y_off + c * p.l_out + p.row0 + t] = x[p.x_off + t * p.rows + c] + b;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn im2col2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    // Workgroup y = output position q of the chunk; x loops over (channel, tap row, tap column) columns.
+    let q = wid.y;
+    if (q >= p.l_out) {
+        return;
+    }
+    let h = i32(p.t_in);
+    let w = i32(p.ratio);
+    let k = p.taps;
+    let pos = p.row0 + q;
+    let ho = i32(pos / p.channels) - i32(p.pad);
+    let wo = i32(pos % p.channels) - i32(p.pad_left);
+    let width = p.rows * k * k;
+    for (var col = wid.x * WG + lid; col < width; col = col + nwg.x * WG) {
+        let c = col / (k * k);
+        let rem = col % (k * k);
+        let i = ho + i32(rem / k);
+        let j = wo + i32(rem % k);
+        var v = 0.0;
+        if (i >= 0 && i < h && j >= 0 && j < w) {
+            v = x[p.x_off + (c * p.t_in + u32(i)) * p.ratio + u32(j)];
+        }
+        y[p.y_off + q * width + col] = v;
     }
 }

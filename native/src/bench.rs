@@ -92,6 +92,9 @@ pub enum BenchCmd {
         /// Timed repetitions.
         #[arg(long, default_value_t = 1)]
         repeats: usize,
+        /// Storage of the wide convolutions' weights (run as GEMMs): f32, f16, bf16, q8, q4, fp8.
+        #[arg(long, default_value = "f32")]
+        dtype: String,
     },
     /// The ReDimNet speaker encoder on a seeded voice-like signal: seeded ReDimNet-M weights, or an official `.pt`;
     /// reports audio seconds per second and peak GPU memory.
@@ -190,8 +193,8 @@ pub fn run(opts: &GpuOptions, cmd: BenchCmd) -> Result<(), Box<dyn std::error::E
             let opts = nava::model::dit::LoadOptions { format: format_arg(&dtype)?, offload };
             crate::dit_bench::run(&g, weights.as_deref(), config.as_deref(), &opts, [frames, height, width], steps)?;
         }
-        BenchCmd::Vocoder { seconds, weights, tiny, rate, repeats } => {
-            crate::audio_bench::run(&g, weights.as_deref(), tiny, seconds, rate, repeats)?;
+        BenchCmd::Vocoder { seconds, weights, tiny, rate, repeats, dtype } => {
+            crate::audio_bench::run(&g, weights.as_deref(), tiny, seconds, rate, repeats, format_arg(&dtype)?)?;
         }
         BenchCmd::Speaker { weights, dtype, seconds, runs } => {
             crate::speaker_bench::run(&g, weights.as_deref(), format_arg(&dtype)?, seconds, runs)?;
