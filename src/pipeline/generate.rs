@@ -308,7 +308,7 @@ fn dir_configs(dir: &Path) -> Result<Configs, PipelineError> {
         )));
     }
     let manifest = crate::weights::Manifest::read(dir).map_err(ModelError::from)?;
-    let config = |name: &str| -> Result<serde_json::Value, PipelineError> {
+    configs_from(|name| {
         manifest.model(name).map(|m| m.config.clone()).ok_or_else(|| {
             PipelineError::Input(format!(
                 "{}: the weights directory has no `{name}` model; convert it with `nava convert -o {} {name}=FILE`",
@@ -316,17 +316,21 @@ fn dir_configs(dir: &Path) -> Result<Configs, PipelineError> {
                 dir.display()
             ))
         })
+    })
+}
+
+/// The configurations of the five models, as `nava convert` records them (`config(name)`).
+fn configs_from(config: impl Fn(&str) -> Result<serde_json::Value, PipelineError>) -> Result<Configs, PipelineError> {
+    let text = |name: &str| -> Result<String, PipelineError> {
+        serde_json::to_string(&config(name)?).map_err(|e| PipelineError::Input(format!("{name} configuration: {e}")))
     };
-    let parse = |name: &str, v: serde_json::Value| -> Result<String, PipelineError> {
-        serde_json::to_string(&v).map_err(|e| PipelineError::Input(format!("{name} configuration: {e}")))
-    };
-    let audio = config("ltx-audio-vae")?;
+    let audio = text("ltx-audio-vae")?;
     Ok(Configs {
-        t5: T5Config::from_json(&parse("umt5", config("umt5")?)?)?,
-        dit: DitConfig::from_json(&parse("nava-dit", config("nava-dit")?)?)?,
-        vae: VaeConfig::from_json(&parse("wan-vae", config("wan-vae")?)?)?,
-        audio_vae: AudioVaeConfig::from_json(&parse("ltx-audio-vae", audio.clone())?)?,
-        vocoder: VocoderConfig::from_json(&parse("ltx-audio-vae", audio)?)?,
+        t5: T5Config::from_json(&text("umt5")?)?,
+        dit: DitConfig::from_json(&text("nava-dit")?)?,
+        vae: VaeConfig::from_json(&text("wan-vae")?)?,
+        audio_vae: AudioVaeConfig::from_json(&audio)?,
+        vocoder: VocoderConfig::from_json(&audio)?,
         speaker: serde_json::from_value(config("redimnet")?)
             .map_err(|e| PipelineError::Input(format!("redimnet configuration: {e}")))?,
     })
@@ -606,4 +610,27 @@ fn speaker_plan(positive: &Tokens, voices: usize, obs: &mut dyn Observer) -> Res
         )));
     }
     Ok(Some(positive.speaker_positions.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::KnownModel;
+
+    /// The configurations `nava convert` writes into a manifest (the official files' own) are what the generator
+    /// reads back, at the real sizes.
+    #[test]
+    fn converted_configs_parse_at_real_size() {
+        let c = configs_from(|name| {
+            KnownModel::parse(name)
+                .map(KnownModel::config)
+                .ok_or_else(|| PipelineError::Input(format!("unknown model {name}")))
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.t5, T5Config::umt5_xxl());
+        assert_eq!(c.dit, DitConfig::nava_6b());
+        assert_eq!(c.vae.z_dim, 48);
+        assert_eq!(c.audio_vae.token_dim(), 128);
+        assert_eq!(c.speaker.embed_dim, 192);
+    }
 }
