@@ -483,6 +483,7 @@ pub async fn generate(
         PerModality { video: v0, audio: a0 },
         first_frame.as_deref(),
         has_speaker_embeddings,
+        models.vram_budget().map(|b| b / 4),
         &mut |done, _| match obs.event(Event::Progress { stage: Stage::Denoise, done: done as u64 }) {
             Ok(()) => true,
             Err(e) => {
