@@ -6,6 +6,7 @@ mod convert;
 mod dit_bench;
 mod font;
 mod generate;
+mod generate_bench;
 mod info;
 mod inspect;
 mod oracle;
