@@ -40,6 +40,17 @@ impl Drop for TempDir {
     }
 }
 
+/// One second of a 16-bit mono tone at `rate` Hz.
+fn tone_wav(path: &Path, rate: u32) {
+    let spec =
+        hound::WavSpec { channels: 1, sample_rate: rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let mut w = hound::WavWriter::create(path, spec).expect("wav");
+    for i in 0..rate {
+        w.write_sample(((i as f32 * 0.05).sin() * 8000.0) as i16).expect("sample");
+    }
+    w.finalize().expect("wav");
+}
+
 fn run(args: &[&str]) -> Output {
     let out = nava().arg("generate").args(args).output().expect("run nava");
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
@@ -171,17 +182,7 @@ fn first_frame_voice_and_extra_outputs() {
         w.write_image_data(&px).expect("png data");
     }
     std::fs::write(&img, png).expect("write png");
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 22050,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut wv = hound::WavWriter::create(&voice, spec).expect("wav");
-    for i in 0..22050 {
-        wv.write_sample(((i as f32 * 0.05).sin() * 8000.0) as i16).expect("sample");
-    }
-    wv.finalize().expect("wav");
+    tone_wav(&voice, 22050);
     let (i, v, o, f) = (
         img.display().to_string(),
         voice.display().to_string(),
@@ -228,17 +229,7 @@ fn bad_input_is_named_and_leaves_nothing() {
     std::fs::write(&not_wav, b"this is not audio").expect("write");
     fails(&["--prompt", "<S>a<E>", "--voice", &not_wav.display().to_string(), "-o", &o], "WAV");
     let voice = dir.join("v.wav");
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 16000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut wv = hound::WavWriter::create(&voice, spec).expect("wav");
-    for i in 0..16000 {
-        wv.write_sample(((i as f32 * 0.07).sin() * 9000.0) as i16).expect("sample");
-    }
-    wv.finalize().expect("wav");
+    tone_wav(&voice, 22050);
     let v = voice.display().to_string();
     fails(&["--prompt", "<S>a<E> <S>b<E> <S>c<E>", "--voice", &v, "--voice", &v, "-o", &o], "one voice per span");
     fails(&["--prompt", "a", "--video-cfg", "1", "-o", &o], "guidance");
