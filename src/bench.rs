@@ -108,8 +108,8 @@ pub enum BlockKind {
 }
 
 /// One DiT block at the width of `config` (NAVA_6B by default) with seeded weights in `format`, over `tokens`
-/// rows (video ≈ 99.5 %, audio the rest, as at 720p) and a `text_len` context whose keys and values are projected
-/// once outside the timed loop, as in generation.
+/// rows (video ≈ 99.5 % as a grid of 80-token rows, audio the rest, as at 720p) and a `text_len` context whose
+/// keys and values are projected once outside the timed loop, as in generation.
 pub fn block_bench(
     g: &Gpu,
     config: &crate::model::dit::DitConfig,
@@ -129,10 +129,19 @@ pub fn block_bench(
     let table: crate::weights::KeyTable = c.key_table("").into_iter().filter(|(k, _)| k.starts_with(prefix)).collect();
     let src = SeededSource::new("seeded block", &table, 7);
     let scope = Scope::root(&src, prefix);
-    let audio = (tokens / 200).max(1);
-    let video = tokens.saturating_sub(audio).max(1);
+    // Video rows as whole rows of 80 tokens (a 1280-pixel-wide latent), so that every position stays inside the
+    // 1024-entry RoPE tables; what does not fill a row joins the audio rows (about 0.5 % of them, as at 720p).
+    const ROW: usize = 80;
+    let avail = tokens.saturating_sub((tokens / 200).max(1)).max(1);
+    let frames = avail.div_ceil(crate::kernels::rope::MAX_POSITIONS * ROW).max(1);
+    let grid = match avail / (frames * ROW) {
+        0 => [1, 1, avail],
+        h => [frames, h, ROW],
+    };
+    let video: usize = grid.iter().product();
+    let audio = tokens.saturating_sub(video).max(1);
     let rows = Rows {
-        grid: [1, 1, video],
+        grid,
         video,
         audio,
         segments: vec![
