@@ -118,6 +118,8 @@ async function start() {
   }
   $('adapter-table').hidden = false;
   state.adapter = a;
+  state.canGenerate = typeof engine.generate === 'function';
+  state.arraySum = (model, key) => engine.arraySum(model, key);
   state.status = 'ready';
   setBusy(null);
 }
