@@ -102,14 +102,14 @@ fn weight_formats_deviate_from_f32_within_bounds() {
             let dit = Dit::load(&g, &ck, PREFIX, config.clone(), format).unwrap();
             let ctx = dit.prepare_context(&g, &context, &context, None).unwrap();
             let inp = DitInput {
-                video: &video,
+                video: Some(&video),
                 audio: &audio,
                 t: 937.0,
                 first_frame_is_clean: false,
                 masking_modality: false,
             };
             let out = dit.forward(&g, &inp, &ctx, None).unwrap();
-            let mut v = g.read_f32_blocking(&out.video).unwrap();
+            let mut v = g.read_f32_blocking(out.video.as_ref().unwrap()).unwrap();
             v.extend(g.read_f32_blocking(&out.audio).unwrap());
             v
         };
@@ -148,7 +148,8 @@ fn bad_latents_are_named() {
     let zeros = |shape: &[usize]| g.upload_f32("t", &vec![0.0; shape.iter().product()], shape).unwrap();
     let audio = zeros(&[4, c.audio_in_dim]);
     let check = |video: &nava::gpu::GpuTensor, audio: &nava::gpu::GpuTensor, needle: &str| {
-        let inp = DitInput { video, audio, t: 500.0, first_frame_is_clean: false, masking_modality: false };
+        let inp =
+            DitInput { video: Some(video), audio, t: 500.0, first_frame_is_clean: false, masking_modality: false };
         let e = dit.rows(&inp).unwrap_err().to_string();
         assert!(e.contains(needle), "{e}");
     };
@@ -182,10 +183,15 @@ fn block_offload_gives_identical_outputs() {
         let opts = LoadOptions { format: WeightFormat::Q8, offload };
         let dit = Dit::load_with(&g, &ck, PREFIX, c.clone(), &opts).unwrap();
         let ctx = dit.prepare_context(&g, &context, &context, None).unwrap();
-        let inp =
-            DitInput { video: &video, audio: &audio, t: 937.0, first_frame_is_clean: false, masking_modality: false };
+        let inp = DitInput {
+            video: Some(&video),
+            audio: &audio,
+            t: 937.0,
+            first_frame_is_clean: false,
+            masking_modality: false,
+        };
         let out = dit.forward(&g, &inp, &ctx, None).unwrap();
-        let mut v = g.read_f32_blocking(&out.video).unwrap();
+        let mut v = g.read_f32_blocking(out.video.as_ref().unwrap()).unwrap();
         v.extend(g.read_f32_blocking(&out.audio).unwrap());
         (v, dit.offload_report())
     };
@@ -221,4 +227,37 @@ fn offload_plan_at_real_size() {
     }
     assert_eq!(last, total);
     assert_eq!(resident_blocks(&c, PREFIX, &LoadOptions { format: WeightFormat::Q4, offload: Offload::Always }), 0);
+}
+
+/// Text→audio: with no video latent the sequence is the audio tokens alone, with the positions, weights and
+/// modulation they have in joint generation. The modality-masked joint pass computes exactly that for its audio
+/// rows (they attend only each other), so the two must agree.
+#[test]
+fn audio_only_equals_the_audio_rows_of_the_masked_joint_pass() {
+    use nava::gpu::{Gpu, GpuOptions};
+    use nava::kernels::gemm::WeightFormat;
+    use nava::model::dit::{Dit, DitInput};
+    let Some(dir) = dit_cases().into_iter().next() else {
+        println!("skipped: no nava_dit case");
+        return;
+    };
+    let g = Gpu::new_blocking(&GpuOptions::from_env()).expect("a GPU adapter");
+    let (c, ck, [video, audio, context]) = open_case(&g, &dir, "joint");
+    let dit = Dit::load(&g, &ck, PREFIX, c, WeightFormat::F32).unwrap();
+    let ctx = dit.prepare_context(&g, &context, &context, None).unwrap();
+    let joint =
+        DitInput { video: Some(&video), audio: &audio, t: 611.0, first_frame_is_clean: false, masking_modality: true };
+    let want = g.read_f32_blocking(&dit.forward(&g, &joint, &ctx, None).unwrap().audio).unwrap();
+    let alone = DitInput { video: None, masking_modality: false, ..joint };
+    let out = dit.forward(&g, &alone, &ctx, None).unwrap();
+    assert!(out.video.is_none());
+    let got = g.read_f32_blocking(&out.audio).unwrap();
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let err = got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(err <= 1e-5 * scale.max(1.0), "max |audio-only − masked joint| = {err:e} (scale {scale})");
+    // Image-to-video needs a video.
+    let bad = DitInput { first_frame_is_clean: true, ..alone };
+    let e = dit.rows(&bad).unwrap_err().to_string();
+    assert!(e.contains("needs a video latent"), "{e}");
 }

@@ -75,6 +75,38 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 2)]
         steps: usize,
     },
+    /// The audio decode: LTX-2.3 audio VAE decoder + vocoder with BWE + output resampling on S seconds of audio
+    /// (seeded real-size weights by default); reports audio seconds per second and peak GPU memory.
+    Vocoder {
+        #[arg(long, default_value_t = 1.0)]
+        seconds: f64,
+        /// The official ltx-2.3-22b-dev_audio_vae.safetensors (default: seeded weights).
+        #[arg(long)]
+        weights: Option<std::path::PathBuf>,
+        /// The seeded tiny demo model instead of the real size.
+        #[arg(long)]
+        tiny: bool,
+        /// Output sample rate: 16000 (NAVA's) or 48000 (the vocoder's own).
+        #[arg(long, default_value_t = 16000)]
+        rate: usize,
+        /// Timed repetitions.
+        #[arg(long, default_value_t = 1)]
+        repeats: usize,
+    },
+    /// The ReDimNet speaker encoder on a seeded voice-like signal: seeded ReDimNet-M weights, or an official `.pt`;
+    /// reports audio seconds per second and peak GPU memory.
+    Speaker {
+        /// A ReDimNet `.pt` (torch.save of model_config and state_dict); default: seeded ReDimNet-M.
+        #[arg(long)]
+        weights: Option<std::path::PathBuf>,
+        #[arg(long, default_value = "f32")]
+        dtype: String,
+        /// Seconds of 16 kHz audio per embedding (at most 30).
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 2)]
+        runs: usize,
+    },
 }
 
 fn format_arg(dtype: &str) -> Result<WeightFormat, String> {
@@ -115,6 +147,12 @@ pub fn run(opts: &GpuOptions, cmd: BenchCmd) -> Result<(), Box<dyn std::error::E
             };
             let opts = nava::model::dit::LoadOptions { format: format_arg(&dtype)?, offload };
             crate::dit_bench::run(&g, weights.as_deref(), config.as_deref(), &opts, [frames, height, width], steps)?;
+        }
+        BenchCmd::Vocoder { seconds, weights, tiny, rate, repeats } => {
+            crate::audio_bench::run(&g, weights.as_deref(), tiny, seconds, rate, repeats)?;
+        }
+        BenchCmd::Speaker { weights, dtype, seconds, runs } => {
+            crate::speaker_bench::run(&g, weights.as_deref(), format_arg(&dtype)?, seconds, runs)?;
         }
     }
     Ok(())

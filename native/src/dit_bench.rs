@@ -52,7 +52,7 @@ pub fn run(
     let context = g.upload_f32("context", &nava::bench::seeded(3, n_tok * cfg.text_dim), &[n_tok, cfg.text_dim])?;
     let ctx = dit.prepare_context(g, &context, &context, None)?;
     let input =
-        DitInput { video: &video, audio: &audio, t: 999.0, first_frame_is_clean: false, masking_modality: false };
+        DitInput { video: Some(&video), audio: &audio, t: 999.0, first_frame_is_clean: false, masking_modality: false };
     let tokens = dit.rows(&input)?.total();
     dit.forward(g, &input, &ctx, None)?; // warm-up: pipelines, pool
     g.wait()?;

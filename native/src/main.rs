@@ -1,11 +1,13 @@
 //! `nava`: the command-line app. Parses arguments, calls the library, prints results; no model math here.
 
+mod audio_bench;
 mod bench;
 mod convert;
 mod dit_bench;
 mod info;
 mod inspect;
 mod oracle;
+mod speaker_bench;
 
 use std::process::ExitCode;
 

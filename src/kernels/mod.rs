@@ -3,7 +3,10 @@
 //! adapter's `max_storage_buffer_binding_size`.
 
 pub mod attention;
+pub mod attentive_stats;
+pub mod audio;
 pub mod conv;
+pub mod conv2d_cl;
 pub mod elementwise;
 mod error;
 pub mod gemm;
@@ -21,6 +24,9 @@ pub fn selected_variants(g: &crate::gpu::Gpu) -> Vec<String> {
     v.extend(norm::selected(g));
     v.extend(elementwise::variants().into_iter().map(|s| s.label));
     v.extend(conv::selected(g));
+    v.extend(audio::variants().into_iter().map(|s| s.label));
+    v.extend(conv2d_cl::variants().into_iter().map(|s| s.label));
+    v.extend(attentive_stats::variants().into_iter().map(|s| s.label));
     v
 }
 
@@ -33,5 +39,8 @@ pub fn all_variants() -> Vec<crate::gpu::Spec> {
     v.extend(norm::variants());
     v.extend(elementwise::variants());
     v.extend(conv::variants());
+    v.extend(audio::variants());
+    v.extend(conv2d_cl::variants());
+    v.extend(attentive_stats::variants());
     v
 }

@@ -2,9 +2,13 @@
 //! the case's `meta.json`, feed its `in.*` tensors, and compare every `out.*` and the `trace.*` the module exposes.
 //! `nava oracle CASE_DIR` prints the report; `tests/parity.rs` asserts it.
 
+mod audio_vae;
 mod dit;
+mod redimnet;
 mod sampler;
 mod t5;
+mod vocoder;
+mod tokenizer;
 
 use std::path::{Path, PathBuf};
 
@@ -114,6 +118,10 @@ pub fn run_case(g: &Gpu, dir: &Path) -> Result<CaseReport, OracleError> {
         "nava_dit" => dit::run(g, dir, &meta)?,
         "nava_sampler" => sampler::run(g, dir, &meta)?,
         "nava_t5" => t5::run(g, dir, &meta)?,
+        "ltx_vocoder_bwe" => vocoder::run(g, dir, &meta)?,
+        "ltx_audio_vae" => audio_vae::run(g, dir, &meta)?,
+        "redimnet" | "redimnet_m" => redimnet::run(g, dir, &meta)?,
+        "nava_tokenizer" => tokenizer::run(dir, &meta)?,
         _ => return Err(OracleError::NotImplemented { dir: dir.to_path_buf(), kind }),
     };
     Ok(CaseReport { case: kind, dir: dir.to_path_buf(), comparisons })

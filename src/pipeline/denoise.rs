@@ -46,18 +46,16 @@ impl PassContexts {
     }
 }
 
-/// The latent shapes of one generation: video `[C, F, h, w]` and audio `[L, C_audio]`.
+/// The latent shapes of one generation: video `[C, F, h, w]` (none for text→audio) and audio `[L, C_audio]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LatentShape {
-    pub video: [usize; 4],
+    pub video: Option<[usize; 4]>,
     pub audio: [usize; 2],
 }
 
 impl LatentShape {
-    /// Values in one latent frame of video.
-    pub fn frame_len(&self) -> usize {
-        let [c, _, h, w] = self.video;
-        c * h * w
+    pub fn video_len(&self) -> usize {
+        self.video.map_or(0, |v| v.iter().product())
     }
 }
 
@@ -79,20 +77,19 @@ pub async fn denoise(
     has_speaker_embeddings: bool,
     on_step: &mut StepObserver<'_>,
 ) -> Result<PerModality<Vec<f32>>, PipelineError> {
-    let [c, f, h, w] = shape.video;
     let [la, ca] = shape.audio;
-    for (what, got, want) in [("video", latents.video.len(), c * f * h * w), ("audio", latents.audio.len(), la * ca)] {
+    for (what, got, want) in
+        [("video", latents.video.len(), shape.video_len()), ("audio", latents.audio.len(), la * ca)]
+    {
         if got != want {
             return Err(PipelineError::Length { what: format!("initial {what} latents"), expected: want, found: got });
         }
     }
+    let [_, f, h, w] = shape.video.unwrap_or_default();
     if let Some(img) = first_frame {
-        if img.len() != c * h * w {
-            return Err(PipelineError::Length {
-                what: "first-frame latent".into(),
-                expected: c * h * w,
-                found: img.len(),
-            });
+        let want = shape.video.map_or(0, |[c, _, h, w]| c * h * w);
+        if img.len() != want || want == 0 {
+            return Err(PipelineError::Length { what: "first-frame latent".into(), expected: want, found: img.len() });
         }
     }
     let mut stepper = Stepper::new(config, has_speaker_embeddings)?;
@@ -132,17 +129,21 @@ async fn forward(
     latents: &PerModality<Vec<f32>>,
     first_frame_is_clean: bool,
 ) -> Result<PerModality<Vec<f32>>, PipelineError> {
-    let video = g.upload_f32("latent.video", &latents.video, &shape.video).map_err(ModelError::from)?;
+    let video =
+        shape.video.map(|v| g.upload_f32("latent.video", &latents.video, &v)).transpose().map_err(ModelError::from)?;
     let audio = g.upload_f32("latent.audio", &latents.audio, &shape.audio).map_err(ModelError::from)?;
     let input = DitInput {
-        video: &video,
+        video: video.as_ref(),
         audio: &audio,
         t: t.as_f32(),
         first_frame_is_clean,
         masking_modality: pass.masking_modality(),
     };
     let out = dit.forward(g, &input, ctx, None)?;
-    let video = g.read_f32(&out.video).await.map_err(ModelError::from)?;
+    let video = match &out.video {
+        Some(v) => g.read_f32(v).await.map_err(ModelError::from)?,
+        None => Vec::new(),
+    };
     let audio = g.read_f32(&out.audio).await.map_err(ModelError::from)?;
     Ok(PerModality { video, audio })
 }

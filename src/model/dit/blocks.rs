@@ -170,7 +170,9 @@ fn block_forward<'a>(
         [g.alloc("q", &[l, d], DType::F32)?, g.alloc("k", &[l, d], DType::F32)?, g.alloc("v", &[l, d], DType::F32)?];
     if split {
         for m in [Modality::Video, Modality::Audio] {
-            self_attn(m).qkv_into(g, &h, rows.range(m), &qkv, eps)?;
+            if !rows.range(m).is_empty() {
+                self_attn(m).qkv_into(g, &h, rows.range(m), &qkv, eps)?;
+            }
         }
     } else {
         self_attn(Modality::Video).qkv_into(g, &h, 0..l, &qkv, eps)?;

@@ -64,11 +64,13 @@ impl Rows {
     }
 
     /// The modality-masked pass: video attends video only and audio attends audio only.
-    fn masked_segments(&self) -> [AttnSegment; 2] {
-        [
-            AttnSegment::new(0, self.video, 0, self.video),
-            AttnSegment::new(self.video, self.audio, self.video, self.audio),
-        ]
+    fn masked_segments(&self) -> Vec<AttnSegment> {
+        let mut s = Vec::with_capacity(2);
+        if self.video > 0 {
+            s.push(AttnSegment::new(0, self.video, 0, self.video));
+        }
+        s.push(AttnSegment::new(self.video, self.audio, self.video, self.audio));
+        s
     }
 }
 
@@ -93,8 +95,9 @@ pub struct Context {
 
 /// One denoiser call.
 pub struct DitInput<'a> {
-    /// Video latent `[vid_in_dim, F, H, W]`.
-    pub video: &'a GpuTensor,
+    /// Video latent `[vid_in_dim, F, H, W]`; `None` generates audio only (the reference's text→audio mode: no video
+    /// tokens at all, audio positions and weights as in joint generation).
+    pub video: Option<&'a GpuTensor>,
     /// Audio latent `[L_a, audio_in_dim]`.
     pub audio: &'a GpuTensor,
     /// Integer timestep in [0, 999].
@@ -110,8 +113,8 @@ pub type Trace<'a> = dyn FnMut(&str, &GpuTensor) + 'a;
 
 /// Velocities predicted for both streams.
 pub struct DitOutput {
-    /// `[vid_out_dim, F, H, W]`.
-    pub video: GpuTensor,
+    /// `[vid_out_dim, F, H, W]`; `None` for audio-only input.
+    pub video: Option<GpuTensor>,
     /// `[L_a, audio_out_dim]`.
     pub audio: GpuTensor,
 }
@@ -250,33 +253,52 @@ impl Dit {
     /// The token layout of a latent: its grid after patching and the timestep segments.
     pub fn rows(&self, input: &DitInput) -> Result<Rows, ModelError> {
         let c = &self.config;
-        let [cin, f, h, w] = dims::<4>("video latent", input.video.shape())?;
         let [la, ca] = dims::<2>("audio latent", input.audio.shape())?;
-        if cin != c.vid_in_dim {
-            return Err(input_err("video latent", format!("has {cin} channels; the model expects {}", c.vid_in_dim)));
-        }
         if ca != c.audio_in_dim {
             return Err(input_err("audio latent", format!("has {ca} channels; the model expects {}", c.audio_in_dim)));
         }
-        let [_, ph, pw] = c.patch_size;
-        if h % ph != 0 || w % pw != 0 || f == 0 || h == 0 || w == 0 || la == 0 {
-            return Err(input_err(
-                "video latent",
-                format!("grid {f}×{h}×{w} must be non-empty with height and width divisible by the patch {ph}×{pw}"),
-            ));
+        if la == 0 {
+            return Err(input_err("audio latent", "has no tokens".into()));
         }
-        let grid = [f, h / ph, w / pw];
-        let video = grid.iter().product::<usize>();
-        let frame = grid[1] * grid[2];
         let mut segments = Vec::new();
-        if input.first_frame_is_clean {
-            segments.push(Segment { rows: 0..frame, modality: Modality::Video, t_index: 1 });
-            if video > frame {
-                segments.push(Segment { rows: frame..video, modality: Modality::Video, t_index: 0 });
+        let (grid, video) = match input.video {
+            None => {
+                if input.first_frame_is_clean {
+                    return Err(input_err("first frame", "image-to-video needs a video latent".into()));
+                }
+                ([0, 0, 0], 0)
             }
-        } else {
-            segments.push(Segment { rows: 0..video, modality: Modality::Video, t_index: 0 });
-        }
+            Some(v) => {
+                let [cin, f, h, w] = dims::<4>("video latent", v.shape())?;
+                if cin != c.vid_in_dim {
+                    return Err(input_err(
+                        "video latent",
+                        format!("has {cin} channels; the model expects {}", c.vid_in_dim),
+                    ));
+                }
+                let [_, ph, pw] = c.patch_size;
+                if h % ph != 0 || w % pw != 0 || f == 0 || h == 0 || w == 0 {
+                    return Err(input_err(
+                        "video latent",
+                        format!(
+                            "grid {f}×{h}×{w} must be non-empty with height and width divisible by the patch {ph}×{pw}"
+                        ),
+                    ));
+                }
+                let grid = [f, h / ph, w / pw];
+                let video = grid.iter().product::<usize>();
+                let frame = grid[1] * grid[2];
+                if input.first_frame_is_clean {
+                    segments.push(Segment { rows: 0..frame, modality: Modality::Video, t_index: 1 });
+                    if video > frame {
+                        segments.push(Segment { rows: frame..video, modality: Modality::Video, t_index: 0 });
+                    }
+                } else {
+                    segments.push(Segment { rows: 0..video, modality: Modality::Video, t_index: 0 });
+                }
+                (grid, video)
+            }
+        };
         segments.push(Segment { rows: video..video + la, modality: Modality::Audio, t_index: 0 });
         Ok(Rows { grid, video, audio: la, segments })
     }
@@ -300,7 +322,9 @@ impl Dit {
         let ts: Vec<f32> = if input.first_frame_is_clean { vec![input.t, 0.0] } else { vec![input.t] };
         let time = self.time.forward(g, &ts)?;
         let x = g.alloc("dit.x", &[rows.total(), c.dim], crate::gpu::DType::F32)?;
-        embed::video_tokens(g, &self.patch_embedding, input.video, c, &x.rows(0, rows.video).expect("video rows"))?;
+        if let Some(video) = input.video {
+            embed::video_tokens(g, &self.patch_embedding, video, c, &x.rows(0, rows.video).expect("video rows"))?;
+        }
         self.audio_embed.forward_into(g, input.audio, &x.rows(rows.video, rows.audio).expect("audio rows"))?;
         emit("x_in", &x);
         let rope = self.rope_layout(g, &rows)?;
@@ -322,11 +346,16 @@ impl Dit {
             emit(&format!("single_{i}"), &x);
         }
         let _ = ctx.rows;
-        let video = self.head.forward(g, &x, &rows, Modality::Video, &time)?;
+        let video = if rows.video > 0 {
+            let v = self.head.forward(g, &x, &rows, Modality::Video, &time)?;
+            emit("head_vid_raw", &v);
+            Some(v)
+        } else {
+            None
+        };
         let audio = self.head_audio.forward(g, &x, &rows, Modality::Audio, &time)?;
-        emit("head_vid_raw", &video);
         emit("head_audio_raw", &audio);
-        let video = embed::unpatchify(g, &video, rows.grid, c)?;
+        let video = video.map(|v| embed::unpatchify(g, &v, rows.grid, c)).transpose()?;
         Ok(DitOutput { video, audio })
     }
 }
