@@ -103,6 +103,11 @@ async function start() {
     return;
   }
   const a = engine.adapter;
+  if (!a.name) {
+    // Browsers leave the name empty; their GPUAdapterInfo describes the device instead.
+    const info = await navigator.gpu.requestAdapter().then((x) => x && x.info).catch(() => null);
+    a.name = info ? [info.vendor, info.architecture, info.description].filter(Boolean).join(' ') : '';
+  }
   $('adapter-status').textContent = `${a.name || '(unnamed adapter)'} — ${a.deviceType}, ${a.backend}`;
   const rows = [
     ['driver', `${a.driver} ${a.driverInfo}`.trim() || '—'],
