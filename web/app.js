@@ -335,6 +335,10 @@ $('form').addEventListener('submit', (ev) => {
 
 let result = null;
 
+// Shows a finished clip: `{fps, frames: ImageData[], sampleRate, left, right, seconds}` (also the tests' way to
+// check playback and recording apart from generation).
+state.present = (r) => showResult({ seconds: 0, ...r });
+
 function showResult(r) {
   result = r;
   const [first] = r.frames;
@@ -396,12 +400,16 @@ function play(r, dest) {
   const seconds = Math.max(r.frames.length / r.fps, r.left.length / r.sampleRate);
   const startAt = ctx.currentTime + 0.1;
   src.start(startAt);
+  // Without a sound device the context may never run: the picture then follows the wall clock.
+  ctx.resume().catch(() => {});
+  const wallStart = performance.now() + 100;
+  const now = () => (ctx.state === 'running' ? ctx.currentTime - startAt : (performance.now() - wallStart) / 1000);
   return {
     stream,
     done: new Promise((resolve) => {
       let last = -1;
       const tick = () => {
-        const t = ctx.currentTime - startAt;
+        const t = now();
         const i = Math.min(r.frames.length - 1, Math.max(0, Math.floor(t * r.fps)));
         if (i !== last) {
           g.putImageData(r.frames[i], 0, 0);

@@ -23,6 +23,9 @@ export async function launch(name) {
         'gfx.webgpu.ignore-blocklist': true,
         'media.autoplay.default': 0,
         'media.autoplay.blocking_policy': 0,
+        'media.autoplay.block-webaudio': false,
+        'media.block-autoplay-until-in-foreground': false,
+        'media.autoplay.enabled.user-gestures-needed': false,
       },
       protocolTimeout: 600_000,
     });
