@@ -380,9 +380,9 @@ function peak(a) {
   return m;
 }
 
-// Plays frames on the canvas against the audio clock, so picture and sound stay together; `dest` receives the
-// sound as well (the recorder's input). Resolves when the clip ends.
-function play(r, dest) {
+// Plays frames on the canvas against the audio clock, so picture and sound stay together; with `dest` the sound
+// also goes to a MediaStream (the recorder's input). Resolves to {stream, done} once playback has started.
+async function play(r, dest) {
   const ctx = new AudioContext({ sampleRate: r.sampleRate });
   const buf = ctx.createBuffer(2, r.left.length, r.sampleRate);
   buf.copyToChannel(r.left, 0);
@@ -396,14 +396,15 @@ function play(r, dest) {
     src.connect(d);
     stream = d.stream;
   }
-  const g = $('screen').getContext('2d');
-  const seconds = Math.max(r.frames.length / r.fps, r.left.length / r.sampleRate);
+  // The audio clock starts when the sound device opens; without one it may never run, and the picture then
+  // follows the wall clock.
+  await Promise.race([ctx.resume(), new Promise((ok) => setTimeout(ok, 3000))]);
   const startAt = ctx.currentTime + 0.1;
   src.start(startAt);
-  // Without a sound device the context may never run: the picture then follows the wall clock.
-  ctx.resume().catch(() => {});
   const wallStart = performance.now() + 100;
   const now = () => (ctx.state === 'running' ? ctx.currentTime - startAt : (performance.now() - wallStart) / 1000);
+  const g = $('screen').getContext('2d');
+  const seconds = Math.max(r.frames.length / r.fps, r.left.length / r.sampleRate);
   return {
     stream,
     done: new Promise((resolve) => {
@@ -423,13 +424,13 @@ function play(r, dest) {
   };
 }
 
-$('play').addEventListener('click', () => result && play(result).done);
+$('play').addEventListener('click', () => result && play(result).then((p) => p.done).catch(report));
 
 // Records one playback (canvas + audio) with MediaRecorder: a WebM any browser plays.
 async function record(r) {
   const canvas = $('screen');
   const video = canvas.captureStream(r.fps);
-  const p = play(r, true);
+  const p = await play(r, true);
   const tracks = [...video.getVideoTracks(), ...p.stream.getAudioTracks()];
   const type = ['video/webm;codecs=vp8,opus', 'video/webm', 'video/mp4'].find((t) => MediaRecorder.isTypeSupported(t));
   const rec = new MediaRecorder(new MediaStream(tracks), type ? { mimeType: type } : undefined);
