@@ -6,6 +6,13 @@
 //           goes through SnakeBeta with log-scale α, β of channel (row0 + r) mod channels.
 // fir_down: y[r, t] = Σ_j f[j] · x[r, stride·t + j − pad_left], outside samples replicated, reflected or zero:
 //           LowPassFilter1d (replicate), torchaudio's sinc resampling (zeros), STFT centring (reflect).
+// im2col:   cols[t, c·k + j] = x[c, t0 + t + j·dilation − pad_left] (zero outside) for t < l_out: the rows of a
+//           convolution as a GEMM (x [channels = rows, t_in]; taps = k, pad = dilation, row0 = t0).
+// im2col2d: cols[q, c·k² + i·k + j] = x[c, ho + i − pad_top, wo + j − pad_left] (zero outside) for output position
+//           p0 + q = ho·Wo + wo < p0 + l_out (x [channels = rows, H = t_in, W = ratio]; taps = k, pad = pad_top,
+//           channels = Wo, row0 = p0).
+// to_channels: y[c, t0 + t] = src[t, c] + bias[c] for t < t_in (src [t_in, rows]; y rows of l_out samples; row0 = t0;
+//           FLAG_SNAKE unused; bias in filt).
 // magnitude: spec [rows, 2n, F] (real rows, then imaginary rows) → [rows, n, F], √(re² + im²).
 // log_mel:   mag [rows, n, F], basis [m, n] → [rows, m, F], log(max(basis · mag, 1e-5)).
 // Rows are workgroup y, positions a grid-stride loop over x; the launchers split rows so that no binding exceeds the
@@ -33,6 +40,7 @@ struct Params {
 const FLAG_SNAKE: u32 = 1u;
 const FLAG_REPLICATE: u32 = 2u;
 const FLAG_REFLECT: u32 = 4u;
+const FLAG_BIAS: u32 = 8u;
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> filt: array<f32>;
@@ -163,5 +171,72 @@ fn log_mel(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
             acc = acc + filt[j * p.pad + k] * x[p.x_off + (r * p.pad + k) * frames + f];
         }
         y[p.y_off + r * p.channels * frames + jf] = log(max(acc, 1e-5));
+    }
+}
+
+@compute @workgroup_size(WG)
+fn im2col(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
+    // Workgroup y = output row t; x loops over (channel, tap) columns.
+    let t = wid.y;
+    if (t >= p.l_out) {
+        return;
+    }
+    let width = p.rows * p.taps;
+    let base = i32(p.row0 + t) - i32(p.pad_left);
+    for (var col = wid.x * WG + lid; col < width; col = col + nwg.x * WG) {
+        let c = col / p.taps;
+        let j = col % p.taps;
+        let i = base + i32(j * p.pad);
+        var v = 0.0;
+        if (i >= 0 && i < i32(p.t_in)) {
+            v = x[p.x_off + c * p.t_in + u32(i)];
+        }
+        y[p.y_off + t * width + col] = v;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn to_channels(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    // Workgroup y = channel c; x loops over the chunk's samples.
+    let c = wid.y;
+    if (c >= p.rows) {
+        return;
+    }
+    var b = 0.0;
+    if ((p.flags & FLAG_BIAS) != 0u) {
+        b = filt[c];
+    }
+    for (var t = wid.x * WG + lid; t < p.t_in; t = t + nwg.x * WG) {
+        y[p.y_off + c * p.l_out + p.row0 + t] = x[p.x_off + t * p.rows + c] + b;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn im2col2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    // Workgroup y = output position q of the chunk; x loops over (channel, tap row, tap column) columns.
+    let q = wid.y;
+    if (q >= p.l_out) {
+        return;
+    }
+    let h = i32(p.t_in);
+    let w = i32(p.ratio);
+    let k = p.taps;
+    let pos = p.row0 + q;
+    let ho = i32(pos / p.channels) - i32(p.pad);
+    let wo = i32(pos % p.channels) - i32(p.pad_left);
+    let width = p.rows * k * k;
+    for (var col = wid.x * WG + lid; col < width; col = col + nwg.x * WG) {
+        let c = col / (k * k);
+        let rem = col % (k * k);
+        let i = ho + i32(rem / k);
+        let j = wo + i32(rem % k);
+        var v = 0.0;
+        if (i >= 0 && i < h && j >= 0 && j < w) {
+            v = x[p.x_off + (c * p.t_in + u32(i)) * p.ratio + u32(j)];
+        }
+        y[p.y_off + q * width + col] = v;
     }
 }

@@ -3,11 +3,20 @@
 // with x [H, W, Cin], y [H, W, Cout], g = o / gout the group of output channel o, gin = Cin / groups input
 // channels per group, gout = Cout / groups, ph = (kh − 1) / 2 and pw = (kw − 1) / 2 (PyTorch's padding='same').
 // wt is PyTorch's [Cout, gin, kh, kw]. A 1-D convolution along H is the case W = 1, kw = 1.
-// ACT (an override, one pipeline per activation): 0 none, 1 exact GELU (erf), 2 ReLU.
-// One invocation per output element; f32 accumulation. Shifts are word offsets inside the bindings.
+// ACT (an override, one pipeline per activation): 0 none, 1 exact GELU (erf), 2 ReLU; ADD = 1 adds the result to
+// y instead of overwriting it. f32 accumulation. Shifts are word offsets inside the bindings.
 
 override WG: u32 = 64u;
 override ACT: u32 = 0u;
+override ADD: u32 = 0u;   // 1: y += result (a residual added in place)
+// Kernel height and width and input channels per group, fixed per pipeline so that the tap loops unroll (the
+// launcher checks they equal the Params values).
+override KH: u32 = 3u;
+override KW: u32 = 3u;
+override GIN: u32 = 1u;
+// Output channels per invocation, a divisor of gout up to OUTS (constant so the accumulators stay in registers).
+override NOUT: u32 = 1u;
+const OUTS: u32 = 8u;     // output channels per invocation
 
 struct Params {
     h: u32,
@@ -43,39 +52,60 @@ fn erf_approx(v: f32) -> f32 {
 @compute @workgroup_size(WG)
 fn conv2d_cl(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
+    // One invocation per pixel and run of NOUT consecutive output channels of one group: the input values of the
+    // group are loaded once for all of them.
+    let runs_per_group = p.gout / NOUT;
+    let groups = p.cout / p.gout;
     let id = (wid.x + wid.y * nwg.x) * WG + lid;
-    if (id >= p.h * p.w * p.cout) {
+    if (id >= p.h * p.w * groups * runs_per_group) {
         return;
     }
-    let o = id % p.cout;
-    let pix = id / p.cout;
+    let run = id % runs_per_group;
+    let grp = (id / runs_per_group) % groups;
+    let pix = id / (runs_per_group * groups);
+    let o0 = grp * p.gout + run * NOUT;
     let col = pix % p.w;
     let row = pix / p.w;
-    let ph = (p.kh - 1u) / 2u;
-    let pw = (p.kw - 1u) / 2u;
-    let c0 = (o / p.gout) * p.gin;
-    var acc = bias[p.b_shift + o];
-    for (var a = 0u; a < p.kh; a++) {
+    let ph = (KH - 1u) / 2u;
+    let pw = (KW - 1u) / 2u;
+    let c0 = grp * GIN;
+    let taps = KH * KW;
+    var acc: array<f32, OUTS>;
+    for (var u = 0u; u < NOUT; u++) {
+        acc[u] = bias[p.b_shift + o0 + u];
+    }
+    for (var a = 0u; a < KH; a++) {
         let hh = i32(row + a) - i32(ph);
         if (hh < 0 || hh >= i32(p.h)) {
             continue;
         }
-        for (var c = 0u; c < p.kw; c++) {
+        for (var c = 0u; c < KW; c++) {
             let ww = i32(col + c) - i32(pw);
             if (ww < 0 || ww >= i32(p.w)) {
                 continue;
             }
             let xi = p.x_shift + (u32(hh) * p.w + u32(ww)) * p.cin + c0;
-            let wi = p.w_shift + (o * p.gin * p.kh + a) * p.kw + c;
-            for (var j = 0u; j < p.gin; j++) {
-                acc += wt[wi + j * p.kh * p.kw] * x[xi + j];
+            let tap = a * KW + c;
+            for (var j = 0u; j < GIN; j++) {
+                let xv = x[xi + j];
+                let wi = p.w_shift + (o0 * GIN + j) * taps + tap;
+                for (var u = 0u; u < NOUT; u++) {
+                    acc[u] += wt[wi + u * GIN * taps] * xv;
+                }
             }
         }
     }
-    if (ACT == 1u) {
-        acc = 0.5 * acc * (1.0 + erf_approx(acc * 0.70710678118654752));
-    } else if (ACT == 2u) {
-        acc = max(acc, 0.0);
+    let yi = p.y_shift + pix * p.cout + o0;
+    for (var u = 0u; u < NOUT; u++) {
+        var v = acc[u];
+        if (ACT == 1u) {
+            v = 0.5 * v * (1.0 + erf_approx(v * 0.70710678118654752));
+        } else if (ACT == 2u) {
+            v = max(v, 0.0);
+        }
+        if (ADD == 1u) {
+            v += y[yi + u];
+        }
+        y[yi + u] = v;
     }
-    y[p.y_shift + id] = acc;
 }

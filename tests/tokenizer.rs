@@ -191,3 +191,23 @@ fn whitespace_is_collapsed() {
     assert_eq!(clean_prompt("a\u{200b}b"), "a\u{200b}b");
     assert_eq!(clean_prompt("line\r\nbreak\u{2028}x"), "line break x");
 }
+
+/// Prompts (the case strings, common non-ASCII text, its UTF-8 mojibake read as Windows-1252 or Latin-1 once or
+/// twice, words mixing fixed and broken spellings, entities, width forms) with the outputs of ftfy 6.3.1's
+/// `fix_text` and of the whole cleaning, as the reference runs them.
+#[test]
+fn cleaning_matches_ftfy_on_realistic_prompts() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ftfy_6.3.1_cases.json");
+    let cases: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut failures = Vec::new();
+    for c in &cases {
+        let input = c["input"].as_str().unwrap();
+        if fix_text(input) != c["fix_text"].as_str().unwrap() {
+            failures.push(format!("fix_text({input:?}) = {:?}, ftfy {:?}", fix_text(input), c["fix_text"]));
+        }
+        if clean_prompt(input) != c["cleaned"].as_str().unwrap() {
+            failures.push(format!("clean({input:?}) = {:?}, reference {:?}", clean_prompt(input), c["cleaned"]));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
+}

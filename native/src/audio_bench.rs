@@ -23,6 +23,7 @@ pub fn run(
     seconds: f64,
     rate: usize,
     repeats: usize,
+    format: WeightFormat,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let (vae_cfg, voc_cfg) = if tiny {
         (AudioVaeConfig::tiny(), VocoderConfig::tiny())
@@ -46,8 +47,8 @@ pub fn run(
         bar.set_length(total);
         bar.set_position(done);
     });
-    let decoder = AudioDecoder::load(g, &progress, vae_cfg.clone(), WeightFormat::F32)?;
-    let vocoder = Vocoder::load(g, &progress, voc_cfg.clone(), WeightFormat::F32)?;
+    let decoder = AudioDecoder::load(g, &progress, vae_cfg.clone(), format)?;
+    let vocoder = Vocoder::load(g, &progress, voc_cfg.clone(), format)?;
     bar.finish_and_clear();
 
     let steps = ((seconds * TOKENS_PER_SECOND).round() as usize).max(1);
@@ -59,9 +60,11 @@ pub fn run(
         &[steps, vae_cfg.token_dim()],
     )?;
     println!(
-        "audio decode: {steps} latent steps → {frames} mel frames → {audio_s:.2} s of stereo audio at {} Hz (BWE {} Hz)",
+        "audio decode: {steps} latent steps → {frames} mel frames → {audio_s:.2} s of stereo audio at {} Hz (BWE {} Hz), \
+         {} conv weights",
         rate,
-        voc_cfg.output_rate()
+        voc_cfg.output_rate(),
+        format.name()
     );
     // Warm-up: pipelines and pool.
     let mel = decoder.decode(g, &tokens, None)?;

@@ -92,6 +92,9 @@ pub enum BenchCmd {
         /// Timed repetitions.
         #[arg(long, default_value_t = 1)]
         repeats: usize,
+        /// Storage of the wide convolutions' weights (run as GEMMs): f32, f16, bf16, q8, q4, fp8.
+        #[arg(long, default_value = "f32")]
+        dtype: String,
     },
     /// The ReDimNet speaker encoder on a seeded voice-like signal: seeded ReDimNet-M weights, or an official `.pt`;
     /// reports audio seconds per second and peak GPU memory.
@@ -106,6 +109,48 @@ pub enum BenchCmd {
         seconds: f64,
         #[arg(long, default_value_t = 2)]
         runs: usize,
+    },
+    /// The Wan2.2 VAE decoder over a seeded latent (real size with seeded weights, `--tiny`, or `--weights`);
+    /// reports frames/s and peak GPU memory.
+    Vae {
+        /// Wan2.2_VAE.pth or a converted directory (default: seeded weights).
+        #[arg(long)]
+        weights: Option<std::path::PathBuf>,
+        /// The small seeded demo model instead of the real size.
+        #[arg(long)]
+        tiny: bool,
+        /// Pixel height and width (multiples of 32).
+        #[arg(long, default_value_t = 64)]
+        height: usize,
+        #[arg(long, default_value_t = 96)]
+        width: usize,
+        #[arg(long, default_value_t = 2)]
+        latent_frames: usize,
+        /// GPU memory budget in GiB: decode in spatial tiles that fit it.
+        #[arg(long)]
+        max_vram: Option<f64>,
+        #[arg(long, default_value = "f32")]
+        dtype: String,
+    },
+    /// The UMT5-XXL text encoder at full width: seeded weights (--layers of 24) or a checkpoint; tokens/s.
+    TextEncoder {
+        /// models_t5_umt5-xxl-enc-bf16.pth or a safetensors file (default: seeded weights).
+        #[arg(long)]
+        weights: Option<std::path::PathBuf>,
+        /// Blocks of the seeded model (default all 24; fewer to fit memory and time).
+        #[arg(long)]
+        layers: Option<usize>,
+        /// Tokens encoded per forward, over all prompts.
+        #[arg(long, default_value_t = 512)]
+        tokens: usize,
+        /// Prompts sharing the forward (2: a positive and a negative prompt).
+        #[arg(long, default_value_t = 1)]
+        prompts: usize,
+        #[arg(long, default_value = "f32")]
+        dtype: String,
+        /// Encodes to time.
+        #[arg(long, default_value_t = 2)]
+        steps: usize,
     },
 }
 
@@ -148,11 +193,28 @@ pub fn run(opts: &GpuOptions, cmd: BenchCmd) -> Result<(), Box<dyn std::error::E
             let opts = nava::model::dit::LoadOptions { format: format_arg(&dtype)?, offload };
             crate::dit_bench::run(&g, weights.as_deref(), config.as_deref(), &opts, [frames, height, width], steps)?;
         }
-        BenchCmd::Vocoder { seconds, weights, tiny, rate, repeats } => {
-            crate::audio_bench::run(&g, weights.as_deref(), tiny, seconds, rate, repeats)?;
+        BenchCmd::Vocoder { seconds, weights, tiny, rate, repeats, dtype } => {
+            crate::audio_bench::run(&g, weights.as_deref(), tiny, seconds, rate, repeats, format_arg(&dtype)?)?;
         }
         BenchCmd::Speaker { weights, dtype, seconds, runs } => {
             crate::speaker_bench::run(&g, weights.as_deref(), format_arg(&dtype)?, seconds, runs)?;
+        }
+        BenchCmd::Vae { weights, tiny, height, width, latent_frames, max_vram, dtype } => {
+            let b = crate::vae_bench::VaeBench {
+                weights: weights.as_deref(),
+                tiny,
+                height,
+                width,
+                latent_frames,
+                budget: max_vram.map(|gib| (gib * (1u64 << 30) as f64) as u64),
+                format: format_arg(&dtype)?,
+            };
+            crate::vae_bench::run(&g, &b)?;
+        }
+        BenchCmd::TextEncoder { weights, layers, tokens, prompts, dtype, steps } => {
+            let format = format_arg(&dtype)?;
+            let args = crate::text_bench::Args { weights: weights.as_deref(), layers, tokens, prompts, format, steps };
+            crate::text_bench::run(&g, args)?;
         }
     }
     Ok(())

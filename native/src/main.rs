@@ -4,10 +4,16 @@ mod audio_bench;
 mod bench;
 mod convert;
 mod dit_bench;
+mod generate;
+mod font;
 mod info;
 mod inspect;
 mod oracle;
 mod speaker_bench;
+mod text_bench;
+mod vae_bench;
+mod preview;
+mod view;
 
 use std::process::ExitCode;
 
@@ -25,6 +31,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Generate video with stereo audio (or audio only) from a prompt; without --weights, the built-in tiny model.
+    Generate(generate::GenerateArgs),
     /// Show the adapter, its limits and features, and the kernel variants that will run.
     Info,
     /// Run reference test cases (folders with meta.json, io.safetensors, weights.safetensors) and compare.
@@ -42,6 +50,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Convert official checkpoints into the runtime layout (manifest + shards), optionally quantised.
     Convert(convert::ConvertArgs),
+    /// Play an MP4 (H.264) in a window, looped: Space pauses, Esc or Q closes.
+    View(view::ViewArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +66,8 @@ fn main() -> ExitCode {
         Command::Oracle { dirs } => oracle::run(&opts, &dirs),
         Command::Inspect(a) => inspect::run(a),
         Command::Convert(a) => convert::run(a),
+        Command::View(a) => view::run(a),
+        Command::Generate(a) => generate::run(&opts, a).map_err(|e| e as Box<dyn std::error::Error>),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

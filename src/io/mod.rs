@@ -4,9 +4,12 @@
 //! truncated to u8, audio peak-normalised to 0.95 (`_toWav`) and clamped to [-1, 1].
 
 pub mod atomic;
+pub mod demux;
 pub mod mux;
 pub mod wav;
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod decode;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod encode;
 #[cfg(not(target_arch = "wasm32"))]

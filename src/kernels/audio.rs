@@ -7,6 +7,10 @@
 //!   Hann-sinc ×3 skip path of the bandwidth extension.
 //! - [`fir_downsample`]: a strided depthwise FIR with one shared filter: `LowPassFilter1d` (replicate padding),
 //!   torchaudio's sinc resampler for integer ratios (zero padding) and, with a unit filter, padding and cropping.
+//! - [`conv1d_gemm`]: a "same"-style 1-D convolution as im2col + GEMM (the GEMM family's tuned kernels and
+//!   weight formats), back to channel-major `[Cout, L]` with its bias.
+//! - [`conv2d_gemm`]: the same for a stride-1 k×k 2-D convolution with per-side zero padding (the audio VAE's
+//!   causal convolutions).
 //! - [`stft_magnitude`] and [`log_mel`]: `√(re² + im²)` of a conv-STFT and `log(max(basis · mag, 1e-5))`.
 //!
 //! Signals are `[.., T]` rows (any leading dims). The filter launchers split the rows so that no binding exceeds
@@ -26,10 +30,14 @@ const PER_INVOCATION: usize = 16;
 const FLAG_SNAKE: u32 = 1;
 const FLAG_REPLICATE: u32 = 2;
 const FLAG_REFLECT: u32 = 4;
+const FLAG_BIAS: u32 = 8;
 
 /// The compute entry points.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kernel {
+    Im2col,
+    Im2col2d,
+    ToChannels,
     FirUp,
     FirDown,
     Magnitude,
@@ -37,10 +45,14 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 4] = [Self::FirUp, Self::FirDown, Self::Magnitude, Self::LogMel];
+    pub const ALL: [Kernel; 7] =
+        [Self::Im2col, Self::Im2col2d, Self::ToChannels, Self::FirUp, Self::FirDown, Self::Magnitude, Self::LogMel];
 
     fn entry(self) -> &'static str {
         match self {
+            Self::Im2col => "im2col",
+            Self::Im2col2d => "im2col2d",
+            Self::ToChannels => "to_channels",
             Self::FirUp => "fir_up",
             Self::FirDown => "fir_down",
             Self::Magnitude => "magnitude",
@@ -380,5 +392,185 @@ pub fn log_mel(g: &Gpu, mag: &GpuTensor, basis: &GpuTensor) -> Result<GpuTensor,
     let y = g.alloc("log mel", &shape, DType::F32)?;
     let base = Params { t_in: frames as u32, pad: n as u32, channels: m as u32, ..Default::default() };
     run_rows(g, OP, Kernel::LogMel, mag, &y, rows, n * frames, m * frames, basis, None, base)?;
+    Ok(y)
+}
+
+/// Elements of each im2col / GEMM temporary of the convolutions as GEMMs (16 MiB), so that their peak memory stays
+/// small beside the activations.
+const GEMM_TEMP_ELEMS: usize = 4 << 20;
+
+/// Options of [`conv1d_gemm`]: stride 1, dilation, zero padding (left, right).
+#[derive(Clone, Copy)]
+pub struct GemmConv1d<'a> {
+    /// `[Cout, Cin·k]` (the PyTorch weight `[Cout, Cin, k]` flattened), any GEMM format.
+    pub weight: &'a crate::kernels::gemm::Weight,
+    pub k: usize,
+    pub bias: Option<&'a GpuTensor>,
+    pub padding: [usize; 2],
+    pub dilation: usize,
+}
+
+/// `conv1d(x, w, stride 1, dilation, padding)` of `x` `[Cin, L]` → `[Cout, L + l + r − dilation·(k − 1)]`, in
+/// chunks of output samples: im2col `[t, Cin·k]` → GEMM → transposed into the output with the bias.
+pub fn conv1d_gemm(g: &Gpu, x: &GpuTensor, args: &GemmConv1d) -> Result<GpuTensor, KernelError> {
+    use crate::kernels::gemm::{gemm, Epilogue};
+    const OP: &str = "conv1d_gemm";
+    check_f32(OP, "x", x)?;
+    let [cin, l] = x.dims::<2>(OP, "x")?;
+    let (k, d) = (args.k, args.dilation);
+    if k == 0 || d == 0 || args.weight.k != cin * k {
+        return Err(unsupported(
+            OP,
+            format!("weight [{}, {}] for {cin} channels × {k} taps (dilation {d})", args.weight.n, args.weight.k),
+        ));
+    }
+    let cout = args.weight.n;
+    let reach = d * (k - 1) + 1;
+    let padded = l + args.padding[0] + args.padding[1];
+    if padded < reach {
+        return Err(unsupported(OP, format!("the padded length {padded} is shorter than the kernel's reach {reach}")));
+    }
+    let l_out = padded - reach + 1;
+    if let Some(b) = args.bias {
+        check_f32(OP, "bias", b)?;
+        b.expect(OP, "bias", &[cout])?;
+    }
+    let limit = BINDING_LIMIT.get().map_or(g.max_binding(), |v| v.min(g.max_binding()));
+    let cap = (limit.saturating_sub(g.binding_align()) / 4) as usize;
+    let max_y = g.limits.max_compute_workgroups_per_dimension as usize;
+    let width = cin * k;
+    if width > cap || cout > cap || cin * l > cap || cout * l_out > cap || cout > max_y {
+        return Err(unsupported(OP, format!("{cin}×{l} → {cout}×{l_out} exceeds the binding or grid limits")));
+    }
+    // Output samples per chunk: columns and GEMM output within a binding and about 16 MiB each.
+    let budget = GEMM_TEMP_ELEMS.min(cap);
+    let chunk = (budget / width).min(budget / cout).min(max_y).clamp(1, 4096);
+    let y = g.alloc("conv1d_gemm output", &[cout, l_out], DType::F32)?;
+    let im2col = g.pipeline(&Kernel::Im2col.spec())?;
+    let to_ch = g.pipeline(&Kernel::ToChannels.spec())?;
+    let dummy = g.dummy();
+    for t0 in (0..l_out).step_by(chunk) {
+        let n = chunk.min(l_out - t0);
+        let cols = g.alloc("conv1d_gemm columns", &[n, width], DType::F32)?;
+        let params = Params {
+            rows: cin as u32,
+            t_in: l as u32,
+            l_out: n as u32,
+            taps: k as u32,
+            pad: d as u32,
+            pad_left: args.padding[0] as u32,
+            row0: t0 as u32,
+            ..Default::default()
+        };
+        let gx = width.div_ceil(WG as usize * 4).min(max_y).max(1) as u32;
+        let b = dummy.binding();
+        g.dispatch(
+            &im2col,
+            &[x.binding(), b.clone(), b.clone(), b.clone(), cols.binding()],
+            &params,
+            [gx, n as u32, 1],
+        )?;
+        let part = gemm(g, &cols, args.weight, Epilogue::default())?;
+        let params = Params {
+            rows: cout as u32,
+            t_in: n as u32,
+            l_out: l_out as u32,
+            row0: t0 as u32,
+            flags: if args.bias.is_some() { FLAG_BIAS } else { 0 },
+            ..Default::default()
+        };
+        let bias = args.bias.map_or_else(|| dummy.binding(), |t| t.binding());
+        let gx = n.div_ceil(WG as usize * 4).min(max_y).max(1) as u32;
+        g.dispatch(&to_ch, &[part.binding(), bias, b.clone(), b, y.binding()], &params, [gx, cout as u32, 1])?;
+    }
+    Ok(y)
+}
+
+/// Options of [`conv2d_gemm`]: a k×k kernel, stride 1, zero padding (top, bottom, left, right).
+#[derive(Clone, Copy)]
+pub struct GemmConv2d<'a> {
+    /// `[Cout, Cin·k·k]` (the PyTorch weight `[Cout, Cin, k, k]` flattened), any GEMM format.
+    pub weight: &'a crate::kernels::gemm::Weight,
+    pub k: usize,
+    pub bias: Option<&'a GpuTensor>,
+    pub padding: [usize; 4],
+}
+
+/// `conv2d(x, w, stride 1, padding)` of `x` `[Cin, H, W]` → `[Cout, Ho, Wo]` (`Ho = H + top + bottom − k + 1`), in
+/// chunks of output positions: im2col `[positions, Cin·k²]` → GEMM → transposed into the output with the bias.
+pub fn conv2d_gemm(g: &Gpu, x: &GpuTensor, args: &GemmConv2d) -> Result<GpuTensor, KernelError> {
+    use crate::kernels::gemm::{gemm, Epilogue};
+    const OP: &str = "conv2d_gemm";
+    check_f32(OP, "x", x)?;
+    let [cin, h, w] = x.dims::<3>(OP, "x")?;
+    let k = args.k;
+    if k == 0 || args.weight.k != cin * k * k {
+        return Err(unsupported(
+            OP,
+            format!("weight [{}, {}] for {cin} channels × {k}×{k} taps", args.weight.n, args.weight.k),
+        ));
+    }
+    let [top, bottom, left, right] = args.padding;
+    let (hp, wp) = (h + top + bottom, w + left + right);
+    if hp < k || wp < k {
+        return Err(unsupported(OP, format!("the padded map {hp}×{wp} is smaller than the {k}×{k} kernel")));
+    }
+    let (ho, wo) = (hp - k + 1, wp - k + 1);
+    let cout = args.weight.n;
+    if let Some(b) = args.bias {
+        check_f32(OP, "bias", b)?;
+        b.expect(OP, "bias", &[cout])?;
+    }
+    let positions = ho * wo;
+    let limit = BINDING_LIMIT.get().map_or(g.max_binding(), |v| v.min(g.max_binding()));
+    let cap = (limit.saturating_sub(g.binding_align()) / 4) as usize;
+    let max_y = g.limits.max_compute_workgroups_per_dimension as usize;
+    let width = cin * k * k;
+    if width > cap || cin * h * w > cap || cout * positions > cap || cout > max_y {
+        return Err(unsupported(OP, format!("{cin}×{h}×{w} → {cout}×{ho}×{wo} exceeds the binding or grid limits")));
+    }
+    // Positions per chunk: columns and GEMM output within a binding and about 16 MiB each.
+    let budget = GEMM_TEMP_ELEMS.min(cap);
+    let chunk = (budget / width).min(budget / cout).min(max_y).clamp(1, 4096);
+    let y = g.alloc("conv2d_gemm output", &[cout, ho, wo], DType::F32)?;
+    let im2col = g.pipeline(&Kernel::Im2col2d.spec())?;
+    let to_ch = g.pipeline(&Kernel::ToChannels.spec())?;
+    let dummy = g.dummy();
+    for p0 in (0..positions).step_by(chunk) {
+        let n = chunk.min(positions - p0);
+        let cols = g.alloc("conv2d_gemm columns", &[n, width], DType::F32)?;
+        let params = Params {
+            rows: cin as u32,
+            t_in: h as u32,
+            ratio: w as u32,
+            l_out: n as u32,
+            taps: k as u32,
+            pad: top as u32,
+            pad_left: left as u32,
+            channels: wo as u32,
+            row0: p0 as u32,
+            ..Default::default()
+        };
+        let gx = width.div_ceil(WG as usize * 4).min(max_y).max(1) as u32;
+        let b = dummy.binding();
+        g.dispatch(
+            &im2col,
+            &[x.binding(), b.clone(), b.clone(), b.clone(), cols.binding()],
+            &params,
+            [gx, n as u32, 1],
+        )?;
+        let part = gemm(g, &cols, args.weight, Epilogue::default())?;
+        let params = Params {
+            rows: cout as u32,
+            t_in: n as u32,
+            l_out: positions as u32,
+            row0: p0 as u32,
+            flags: if args.bias.is_some() { FLAG_BIAS } else { 0 },
+            ..Default::default()
+        };
+        let bias = args.bias.map_or_else(|| dummy.binding(), |t| t.binding());
+        let gx = n.div_ceil(WG as usize * 4).min(max_y).max(1) as u32;
+        g.dispatch(&to_ch, &[part.binding(), bias, b.clone(), b, y.binding()], &params, [gx, cout as u32, 1])?;
+    }
     Ok(y)
 }

@@ -24,7 +24,7 @@ use crate::gpu::{spread, Access, Binding, DType, Family, Gpu, GpuTensor, Spec};
 use super::{Check, KernelError};
 use implicit::{run_conv, Geom};
 
-pub use copy::{causal_conv3d_next_cache, patchify, permute, unpatchify, upsample_nearest2x};
+pub use copy::{avg_down3d, causal_conv3d_next_cache, dup_up3d, patchify, permute, unpatchify, upsample_nearest2x};
 pub use transpose::{conv_transpose1d, ConvTranspose1dArgs};
 
 pub static FAMILY: Family = Family { name: "conv", source: include_str!("../../shaders/conv.wgsl") };

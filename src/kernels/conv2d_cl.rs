@@ -1,6 +1,7 @@
 //! Launcher for `shaders/conv2d_cl.wgsl`: grouped 2-D convolution with `padding='same'`, stride 1, on
-//! channels-last `[H, W, C]` data, with an optional exact-GELU or ReLU epilogue. Depthwise and grouped
-//! convolutions over a time × frequency plane, and 1-D convolutions along H (W = 1), use it.
+//! channels-last `[H, W, C]` data, with an optional exact-GELU or ReLU epilogue, written or added in place.
+//! Depthwise and grouped convolutions over a time × frequency plane, 1-D convolutions along H (W = 1) and 1×1
+//! convolutions with few channels (where a GEMM tile would sit mostly idle) use it.
 //!
 //! Each tensor must fit one storage binding (a `[3001, 72, 16]` f32 plane is 14 MB); larger inputs are refused
 //! with a message rather than split.
@@ -35,14 +36,20 @@ impl ConvAct {
         }
     }
 
-    /// Label `conv2d_cl.<act>.t64`.
-    fn spec(self) -> Spec {
+    /// Label `conv2d_cl.<act>[.add].k<kh>x<kw>.g<gin>.o<nout>.t64`: one pipeline per kernel shape, so its loops
+    /// unroll and its accumulators stay in registers.
+    fn spec(self, add: bool, [kh, kw, gin, nout]: [usize; 4]) -> Spec {
         use Access::*;
-        Spec::new(&FAMILY, "conv2d_cl", &[Read, Read, Read, ReadWrite])
-            .tag(self.name())
-            .tag(&format!("t{WG}"))
+        let s = Spec::new(&FAMILY, "conv2d_cl", &[Read, Read, Read, ReadWrite]).tag(self.name());
+        let s = if add { s.tag("add") } else { s };
+        s.tag(&format!("k{kh}x{kw}.g{gin}.o{nout}.t{WG}"))
             .constant("WG", WG as f64)
             .constant("ACT", self as u32 as f64)
+            .constant("ADD", add as u32 as f64)
+            .constant("KH", kh as f64)
+            .constant("KW", kw as f64)
+            .constant("GIN", gin as f64)
+            .constant("NOUT", nout as f64)
     }
 }
 
@@ -63,9 +70,15 @@ struct Conv2dClParams {
     y_shift: u32,
 }
 
+/// Output channels per invocation (the shader's `OUTS`).
+const OUTS: usize = 8;
+
 /// Every variant, for the validation test.
 pub fn variants() -> Vec<Spec> {
-    ConvAct::ALL.iter().map(|a| a.spec()).collect()
+    let mut v: Vec<Spec> = ConvAct::ALL.iter().map(|a| a.spec(false, [3, 3, 4, 4])).collect();
+    v.push(ConvAct::None.spec(true, [1, 1, 16, 8]));
+    v.push(ConvAct::None.spec(false, [59, 1, 1, 1]));
+    v
 }
 
 /// `y = act(conv(x) + bias)`: x `[H, W, Cin]`, weight `[Cout, Cin / groups, kh, kw]` (PyTorch's layout, kh along H),
@@ -78,6 +91,43 @@ pub fn conv2d_cl(
     groups: usize,
     act: ConvAct,
 ) -> Result<GpuTensor, KernelError> {
+    let [h, w, _] = x.dims::<3>(OP, "x")?;
+    let cout = weight.shape().first().copied().unwrap_or(0);
+    let y = g.alloc("conv2d_cl output", &[h, w, cout], DType::F32)?;
+    run(g, x, weight, bias, groups, act, false, &y)?;
+    Ok(y)
+}
+
+/// `y += conv(x) + bias` in place (a residual branch); y is `[H, W, Cout]` and must not share x's storage.
+pub fn conv2d_cl_add(
+    g: &Gpu,
+    x: &GpuTensor,
+    weight: &GpuTensor,
+    bias: &GpuTensor,
+    groups: usize,
+    y: &GpuTensor,
+) -> Result<(), KernelError> {
+    let [h, w, _] = x.dims::<3>(OP, "x")?;
+    let cout = weight.shape().first().copied().unwrap_or(0);
+    y.expect(OP, "y", &[h, w, cout])?;
+    y.expect_dtype(OP, "y", DType::F32)?;
+    if x.binding_id() == y.binding_id() {
+        return Err(KernelError::Unsupported { op: OP, what: "`y` shares x's storage; pass a separate input".into() });
+    }
+    run(g, x, weight, bias, groups, ConvAct::None, true, y)
+}
+
+#[allow(clippy::too_many_arguments)] // the public launchers' arguments plus the mode and output
+fn run(
+    g: &Gpu,
+    x: &GpuTensor,
+    weight: &GpuTensor,
+    bias: &GpuTensor,
+    groups: usize,
+    act: ConvAct,
+    add: bool,
+    y: &GpuTensor,
+) -> Result<(), KernelError> {
     for (name, t) in [("x", x), ("weight", weight), ("bias", bias)] {
         t.expect_dtype(OP, name, DType::F32)?;
     }
@@ -103,13 +153,15 @@ pub fn conv2d_cl(
         });
     }
     bias.expect(OP, "bias", &[cout])?;
-    let y = g.alloc("conv2d_cl output", &[h, w, cout], DType::F32)?;
-    let n = h * w * cout;
+    let gout = cout / groups;
+    // The largest divisor of gout up to OUTS.
+    let nout = (1..=OUTS.min(gout)).rev().find(|d| gout.is_multiple_of(*d)).unwrap_or(1);
+    let n = h * w * cout / nout.max(1);
     if n == 0 {
-        return Ok(y);
+        return Ok(());
     }
     let max = g.max_binding();
-    for (name, t) in [("x", x), ("weight", weight), ("y", &y)] {
+    for (name, t) in [("x", x), ("weight", weight), ("y", y)] {
         if t.len_bytes() + g.binding_align() > max {
             return Err(KernelError::Unsupported {
                 op: OP,
@@ -122,7 +174,7 @@ pub fn conv2d_cl(
             });
         }
     }
-    let pipe = g.pipeline(&act.spec())?;
+    let pipe = g.pipeline(&act.spec(add, [kh, kw, gin, nout]))?;
     let (xb, wb, bb, yb) = (x.binding(), weight.binding(), bias.binding(), y.binding());
     let params = Conv2dClParams {
         h: h as u32,
@@ -130,7 +182,7 @@ pub fn conv2d_cl(
         cin: cin as u32,
         cout: cout as u32,
         gin: gin as u32,
-        gout: (cout / groups) as u32,
+        gout: gout as u32,
         kh: kh as u32,
         kw: kw as u32,
         x_shift: xb.word_shift,
@@ -140,5 +192,5 @@ pub fn conv2d_cl(
     };
     let [gx, gy] = spread((n as u32).div_ceil(WG), g.limits.max_compute_workgroups_per_dimension);
     g.dispatch(&pipe, &[xb, wb, bb, yb], &params, [gx, gy, 1])?;
-    Ok(y)
+    Ok(())
 }

@@ -10,6 +10,7 @@ pub mod conv2d_cl;
 pub mod elementwise;
 mod error;
 pub mod gemm;
+pub mod matmul;
 pub mod norm;
 pub mod rope;
 
@@ -27,6 +28,7 @@ pub fn selected_variants(g: &crate::gpu::Gpu) -> Vec<String> {
     v.extend(audio::variants().into_iter().map(|s| s.label));
     v.extend(conv2d_cl::variants().into_iter().map(|s| s.label));
     v.extend(attentive_stats::variants().into_iter().map(|s| s.label));
+    v.extend(matmul::selected(g));
     v
 }
 
@@ -42,5 +44,6 @@ pub fn all_variants() -> Vec<crate::gpu::Spec> {
     v.extend(audio::variants());
     v.extend(conv2d_cl::variants());
     v.extend(attentive_stats::variants());
+    v.extend(matmul::variants());
     v
 }

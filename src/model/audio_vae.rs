@@ -9,7 +9,8 @@
 //!
 //! Every 2-D convolution is causal in time (the height axis): 3×3 kernels pad time (2, 0) and frequency (1, 1).
 //! The upsampler's conv followed by dropping its first output row equals the same conv with time padding (1, 0),
-//! which is what runs here. Keys are those of `ltx-2.3-22b-dev_audio_vae.safetensors` under `audio_vae.`.
+//! which is what runs here. Wide convolutions run as im2col + GEMM with their weights in the loader's format (f32
+//! reproduces the reference). Keys are those of `ltx-2.3-22b-dev_audio_vae.safetensors` under `audio_vae.`.
 //!
 //! [`AudioEncoder`] is the reverse path of `LtxAudioVAE.wrapped_encode` (the pipeline only decodes; the encoder
 //! is here for completeness and parity): 16 kHz stereo waveform → torchaudio `MelSpectrogram` (n_fft 1024, hop
@@ -22,10 +23,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::gpu::{DType, Gpu, GpuTensor};
-use crate::kernels::audio::{fir_downsample, log_mel, stft_magnitude, FirDown, Pad};
+use crate::kernels::audio::{conv2d_gemm, fir_downsample, log_mel, stft_magnitude, FirDown, GemmConv2d, Pad};
 use crate::kernels::conv::{conv1d, conv2d, permute, upsample_nearest2x, Conv1dArgs, Conv2dArgs};
 use crate::kernels::elementwise::{binary, binary_inplace, Binary};
-use crate::kernels::gemm::WeightFormat;
+use crate::kernels::gemm::{Weight, WeightFormat};
 use crate::kernels::norm::pixel_norm_silu;
 use crate::weights::{KeyTable, Scope, TensorSource};
 
@@ -296,28 +297,55 @@ fn resnet_keys(add: &mut dyn FnMut(String, Vec<usize>), name: &str, cin: usize, 
     }
 }
 
-/// A `CausalConv2d` (causal in time): k×k kernel, time padded (k − 1 − `skip_rows`, 0), frequency symmetric.
+/// A `CausalConv2d` (causal in time): k×k kernel, time padded (k − 1, 0), frequency symmetric. Wide ones run as
+/// im2col + GEMM with the weight in the requested format; narrow ones (few outputs or inputs) convolve directly.
 struct CausalConv {
-    weight: GpuTensor,
+    kernel: ConvWeight,
     bias: GpuTensor,
     k: usize,
 }
 
+enum ConvWeight {
+    Direct(GpuTensor),
+    Gemm(Weight),
+}
+
+/// Output channels and `Cin·k²` from which a convolution runs as a GEMM.
+const GEMM_MIN_OUT: usize = 32;
+const GEMM_MIN_K: usize = 64;
+
 impl CausalConv {
-    fn load(g: &Gpu, w: Scope, name: &str, cout: usize, cin: usize, k: usize) -> Result<Self, ModelError> {
-        Ok(Self {
-            weight: w.tensor(g, &format!("{name}.conv.weight"), &[cout, cin, k, k])?,
-            bias: w.tensor(g, &format!("{name}.conv.bias"), &[cout])?,
-            k,
-        })
+    fn load(
+        g: &Gpu,
+        w: Scope,
+        name: &str,
+        cout: usize,
+        cin: usize,
+        k: usize,
+        format: WeightFormat,
+    ) -> Result<Self, ModelError> {
+        let key = format!("{name}.conv.weight");
+        let kernel = if cout >= GEMM_MIN_OUT && cin * k * k >= GEMM_MIN_K {
+            ConvWeight::Gemm(w.weight(g, &key, &[cout, cin, k, k], format)?)
+        } else {
+            ConvWeight::Direct(w.tensor(g, &key, &[cout, cin, k, k])?)
+        };
+        Ok(Self { kernel, bias: w.tensor(g, &format!("{name}.conv.bias"), &[cout])?, k })
     }
 
     /// `x` `[C, T, F]`; `drop_first` drops the first output row (the upsampler's), computing one row fewer.
     fn forward(&self, g: &Gpu, x: &GpuTensor, drop_first: bool) -> Result<GpuTensor, ModelError> {
         let p = self.k - 1;
         let top = p - usize::from(drop_first && p > 0);
-        let args = Conv2dArgs { bias: Some(&self.bias), padding: [top, 0, p / 2, p - p / 2], ..Default::default() };
-        Ok(conv2d(g, x, &self.weight, &args)?)
+        let padding = [top, 0, p / 2, p - p / 2];
+        Ok(match &self.kernel {
+            ConvWeight::Direct(w) => {
+                conv2d(g, x, w, &Conv2dArgs { bias: Some(&self.bias), padding, ..Default::default() })?
+            }
+            ConvWeight::Gemm(w) => {
+                conv2d_gemm(g, x, &GemmConv2d { weight: w, k: self.k, bias: Some(&self.bias), padding })?
+            }
+        })
     }
 }
 
@@ -337,11 +365,15 @@ fn pn_silu(g: &Gpu, x: &GpuTensor) -> Result<GpuTensor, ModelError> {
 }
 
 impl ResnetBlock {
-    fn load(g: &Gpu, w: Scope, cin: usize, cout: usize) -> Result<Self, ModelError> {
+    fn load(g: &Gpu, w: Scope, cin: usize, cout: usize, f: WeightFormat) -> Result<Self, ModelError> {
         Ok(Self {
-            conv1: CausalConv::load(g, w, "conv1", cout, cin, 3)?,
-            conv2: CausalConv::load(g, w, "conv2", cout, cout, 3)?,
-            nin_shortcut: if cin != cout { Some(CausalConv::load(g, w, "nin_shortcut", cout, cin, 1)?) } else { None },
+            conv1: CausalConv::load(g, w, "conv1", cout, cin, 3, f)?,
+            conv2: CausalConv::load(g, w, "conv2", cout, cout, 3, f)?,
+            nin_shortcut: if cin != cout {
+                Some(CausalConv::load(g, w, "nin_shortcut", cout, cin, 1, f)?)
+            } else {
+                None
+            },
         })
     }
 
@@ -379,12 +411,12 @@ pub struct AudioDecoder {
 impl AudioDecoder {
     /// Reads `audio_vae.per_channel_statistics.*` and `audio_vae.decoder.*` of `src` (the official audio VAE file,
     /// or any file with those keys). Encoder and vocoder keys are ignored; missing, mis-shaped or unknown decoder
-    /// keys are errors. `format` is accepted for a uniform loader API: convolution weights are f32.
+    /// keys are errors. `format` is the storage of the wide convolutions' weights (run as GEMMs); the rest is f32.
     pub fn load(
         g: &Gpu,
         src: &dyn TensorSource,
         config: AudioVaeConfig,
-        _format: WeightFormat,
+        format: WeightFormat,
     ) -> Result<Self, ModelError> {
         config.validate()?;
         check_part(
@@ -403,7 +435,7 @@ impl AudioDecoder {
         let top = d.ch * d.ch_mult[d.ch_mult.len() - 1];
         let mid = w.scope("mid");
         let mid = mid.get();
-        let block = |name: &str, cin, cout| ResnetBlock::load(g, mid.scope(name).get(), cin, cout);
+        let block = |name: &str, cin, cout| ResnetBlock::load(g, mid.scope(name).get(), cin, cout, format);
         let mid = [block("block_1", top, top)?, block("block_2", top, top)?];
         let mut up = Vec::new();
         let ups = w.scope("up");
@@ -415,19 +447,22 @@ impl AudioDecoder {
             let mut blocks = Vec::new();
             for j in 0..=d.num_res_blocks {
                 let bw = bl.get().at(j);
-                blocks.push(ResnetBlock::load(g, bw.get(), if j == 0 { block_in } else { out }, out)?);
+                blocks.push(ResnetBlock::load(g, bw.get(), if j == 0 { block_in } else { out }, out, format)?);
             }
-            let upsample =
-                if l != 0 { Some(CausalConv::load(g, lw.scope("upsample").get(), "conv", out, out, 3)?) } else { None };
+            let upsample = if l != 0 {
+                Some(CausalConv::load(g, lw.scope("upsample").get(), "conv", out, out, 3, format)?)
+            } else {
+                None
+            };
             up.push(UpLevel { blocks, upsample });
         }
         Ok(Self {
             std: stats.tensor(g, "std-of-means", &[n])?,
             mean: stats.tensor(g, "mean-of-means", &[n])?,
-            conv_in: CausalConv::load(g, w, "conv_in", top, d.z_channels, 3)?,
+            conv_in: CausalConv::load(g, w, "conv_in", top, d.z_channels, 3, format)?,
             mid,
             up,
-            conv_out: CausalConv::load(g, w, "conv_out", d.out_ch, d.ch * d.ch_mult[0], 3)?,
+            conv_out: CausalConv::load(g, w, "conv_out", d.out_ch, d.ch * d.ch_mult[0], 3, format)?,
             config,
         })
     }
@@ -571,7 +606,7 @@ impl AudioEncoder {
         g: &Gpu,
         src: &dyn TensorSource,
         config: AudioVaeConfig,
-        _format: WeightFormat,
+        format: WeightFormat,
     ) -> Result<Self, ModelError> {
         config.validate()?;
         let mut table = config.stats_keys();
@@ -602,7 +637,7 @@ impl AudioEncoder {
             let bl = lw.scope("block");
             let mut blocks = Vec::new();
             for j in 0..d.num_res_blocks {
-                blocks.push(ResnetBlock::load(g, bl.get().at(j).get(), block_in, out)?);
+                blocks.push(ResnetBlock::load(g, bl.get().at(j).get(), block_in, out, format)?);
                 block_in = out;
             }
             let downsample = if l + 1 != levels {
@@ -619,7 +654,7 @@ impl AudioEncoder {
         }
         let mid = w.scope("mid");
         let mid = mid.get();
-        let block = |name: &str| ResnetBlock::load(g, mid.scope(name).get(), block_in, block_in);
+        let block = |name: &str| ResnetBlock::load(g, mid.scope(name).get(), block_in, block_in, format);
         let mid = [block("block_1")?, block("block_2")?];
         let z = if d.double_z { 2 * d.z_channels } else { d.z_channels };
         let pre = &config.audio_vae.preprocessing;
@@ -639,10 +674,10 @@ impl AudioEncoder {
                 &[d.mel_bins, bins],
             )?,
             unit: g.upload_f32("unit filter", &[1.0], &[1])?,
-            conv_in: CausalConv::load(g, w, "conv_in", d.ch, d.in_channels, 3)?,
+            conv_in: CausalConv::load(g, w, "conv_in", d.ch, d.in_channels, 3, format)?,
             down,
             mid,
-            conv_out: CausalConv::load(g, w, "conv_out", z, block_in, 3)?,
+            conv_out: CausalConv::load(g, w, "conv_out", z, block_in, 3, format)?,
             config,
         })
     }

@@ -7,8 +7,9 @@ mod known;
 pub mod layers;
 pub mod speaker;
 pub mod text_encoder;
-pub mod vocoder;
 pub mod tokenizer;
+pub mod video_vae;
+pub mod vocoder;
 
 pub use error::ModelError;
 pub use known::KnownModel;

@@ -11,7 +11,7 @@
 //!
 //! GPU: stem, ConvNeXt-like blocks (grouped 3×3 with BatchNorm folded in, exact GELU; 1×1 GEMM residual), the 1-D
 //! attention blocks (GEMMs, flash attention, LayerNorms, the 59-tap positional convolution), the stage weighting
-//! and ASTP. Host: the feature front end (f64 FFT, [`features`]), the final BatchNorm1d and Linear on the pooled
+//! and ASTP. Host: the feature front end (f64 FFT, [`SpeakerEncoder::features`]), the final BatchNorm1d and Linear on the pooled
 //! `[2·C·F]` vector (under 0.5 M multiply-adds) in f64.
 
 mod config;
@@ -543,6 +543,10 @@ impl SpeakerEncoder {
                 f(&format!("stage{i}"), &y);
             }
             outs.push(y);
+            // Recorded launches keep their buffers alive until submitted: submit per stage so that a stage's
+            // intermediates return to the pool (peak memory then grows with the stage outputs kept, not the
+            // whole forward).
+            g.flush()?;
         }
         let x = self.fin_wght1d.forward(g, &outs)?;
         drop(outs);

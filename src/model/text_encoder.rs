@@ -6,21 +6,22 @@
 //! `x += fc2(fc1(h) · gelu_tanh(gate(h)))` with `h = norm2(x)`; a final T5 RMSNorm. No biases anywhere, dropout is
 //! inactive (eval).
 //!
-//! Batching: [`TextEncoder::encode`] runs the prompts one after another, each over its own valid tokens only (no
-//! padding, so no mask); [`TextEncoder::forward`] runs one padded sequence with a key mask, as the reference does
-//! for each row of its batch. Both give the same valid rows: masked keys get a softmax weight of exactly 0.
+//! Batching: [`TextEncoder::encode`] runs several prompts (positive and negative) in one forward over their valid
+//! tokens laid end to end (no padding, so no mask; attention per prompt); [`TextEncoder::forward`] runs one padded
+//! sequence with a key mask, as the reference does for each row of its batch. Both give the same valid rows: masked
+//! keys get a softmax weight of exactly 0.
 //!
 //! The token embedding (4.2 G values at full size) stays in host memory in the file's float type and is gathered
 //! per prompt; the relative position bias `[H, L, L]` is gathered on the host from the bucket table and uploaded
 //! per block (64 MiB at 64 heads × 512 tokens). The encoder is a plain struct: drop it after encoding to free its
 //! GPU weights (≈ 18.5 GB of f32 linears at full size, less in f16/q8/q4) and host embedding before the denoiser
-//! runs.
+//! runs ([`TextEncoder::unload`] also trims the pool).
 
 use serde::{Deserialize, Serialize};
 
 use crate::gpu::{Gpu, GpuTensor};
 use crate::kernels::attention::{attention, AttentionOptions};
-use crate::kernels::elementwise::{binary_inplace, fill, Binary};
+use crate::kernels::elementwise::{binary_inplace, copy_into, fill, Binary};
 use crate::kernels::gemm::{Act, WeightFormat};
 use crate::kernels::norm::t5_rms_norm;
 use crate::weights::{check_keys, to_f32, KeyTable, Scope, TensorSource, WeightDType, WeightError};
@@ -261,14 +262,16 @@ impl T5SelfAttention {
         })
     }
 
-    /// One block on `x` `[L, dim]` in place; `bias` `[H, L, L]` is the position bias with masked keys filled.
-    /// With `parts`, the attention and FFN outputs are formed separately (for traces) and returned.
+    /// One block on `x` `[L, dim]` in place. `segments` lists `(start, len, bias)`: the rows of each prompt, which
+    /// attend only each other, with its position bias `[H, len, len]` (masked keys filled); the projections and the
+    /// FFN run once over all rows. With `parts`, the attention and FFN outputs are formed separately (for traces)
+    /// and returned.
     fn forward(
         &self,
         g: &Gpu,
         c: &T5Config,
         x: &GpuTensor,
-        bias: &GpuTensor,
+        segments: &[(usize, usize, GpuTensor)],
         parts: bool,
     ) -> Result<Option<[GpuTensor; 2]>, ModelError> {
         let l = x.shape()[0];
@@ -279,8 +282,22 @@ impl T5SelfAttention {
         let k = split(self.attn.k.forward(g, &h, Act::None)?);
         let v = split(self.attn.v.forward(g, &h, Act::None)?);
         // T5 folds the 1/√d scale into its initialisation, so scores are plain dot products.
-        let opts = AttentionOptions { scale: Some(1.0), bias: Some(bias), ..Default::default() };
-        let o = attention(g, &q, &k, &v, opts)?;
+        let o = match segments {
+            [(0, n, bias)] if *n == l => {
+                attention(g, &q, &k, &v, AttentionOptions { scale: Some(1.0), bias: Some(bias), ..Default::default() })?
+            }
+            _ => {
+                // One attention per prompt on row views, each with its own bias, gathered into one output.
+                let o = g.alloc("t5 attention", &[l, heads, hd], crate::gpu::DType::F32)?;
+                for (start, n, bias) in segments {
+                    let rows = |t: &GpuTensor| t.rows(*start, *n).expect("segments inside the sequence");
+                    let opts = AttentionOptions { scale: Some(1.0), bias: Some(bias), ..Default::default() };
+                    let part = attention(g, &rows(&q), &rows(&k), &rows(&v), opts)?;
+                    copy_into(g, &part, &rows(&o))?;
+                }
+                o
+            }
+        };
         let o = o.reshape(&[l, c.dim_attn]).expect("heads · head_dim = dim_attn");
         let attn_out = if parts {
             let y = self.attn.o.forward(g, &o, Act::None)?;
@@ -339,9 +356,79 @@ impl TextEncoder {
         Ok(Self { token_embedding, pos_embedding, blocks, norm: w.tensor(g, "norm.weight", &[c.dim])?, config })
     }
 
-    /// Encodes each prompt's token ids (one after another) and returns its rows `[n_tok, dim]`.
+    /// Encodes several prompts (e.g. the positive and the negative ones) in one forward and returns each one's rows
+    /// `[n_tok, dim]`. Their valid tokens are laid end to end without padding: every projection and FFN runs once
+    /// over all rows (the weights are read once), and attention runs per prompt with its own position bias, so each
+    /// result equals encoding that prompt alone.
     pub fn encode(&self, g: &Gpu, prompts: &[&[u32]]) -> Result<Vec<GpuTensor>, ModelError> {
-        prompts.iter().map(|ids| self.forward(g, ids, None, None)).collect()
+        let c = &self.config;
+        if prompts.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Some(i) = prompts.iter().position(|p| p.is_empty()) {
+            return Err(ModelError::Input {
+                what: "token ids".into(),
+                problem: format!("the prompt is empty (prompt {i}): a tokenized prompt holds at least `</s>`"),
+            });
+        }
+        let ids: Vec<u32> = prompts.concat();
+        let l = ids.len();
+        let x = g.upload_f32("t5 tokens", &self.token_embedding.gather(&ids)?, &[l, c.dim])?;
+        let mut spans = Vec::with_capacity(prompts.len());
+        let mut start = 0;
+        for p in prompts {
+            spans.push((start, p.len()));
+            start += p.len();
+        }
+        let mut bucket_tables: Vec<(usize, Vec<u32>)> = Vec::new();
+        for &(_, n) in &spans {
+            if !bucket_tables.iter().any(|(m, _)| *m == n) {
+                bucket_tables.push((n, relative_position_buckets(n, c.num_buckets, MAX_DIST)));
+            }
+        }
+        for block in &self.blocks {
+            let table = block.pos_embedding.as_ref().or(self.pos_embedding.as_ref()).expect("validated keys");
+            let segments = spans
+                .iter()
+                .map(|&(s, n)| {
+                    let buckets = &bucket_tables.iter().find(|(m, _)| *m == n).expect("built above").1;
+                    let bias = position_bias(table, c.num_heads, buckets, n, None);
+                    Ok((s, n, g.upload_f32("t5 position bias", &bias, &[c.num_heads, n, n])?))
+                })
+                .collect::<Result<Vec<_>, ModelError>>()?;
+            block.forward(g, c, &x, &segments, false)?;
+        }
+        let y = t5_rms_norm(g, &x, &self.norm, EPS)?;
+        Ok(spans.iter().map(|&(s, n)| y.rows(s, n).expect("spans inside the output")).collect())
+    }
+
+    /// Bytes of weights this encoder holds on the GPU (the token embedding stays in host memory).
+    pub fn gpu_bytes(&self) -> u64 {
+        let lin = |l: &Linear| l.w.len_bytes() + l.b.as_ref().map_or(0, |b| b.len_bytes());
+        self.norm.len_bytes()
+            + self
+                .blocks
+                .iter()
+                .map(|b| {
+                    b.norm1.len_bytes()
+                        + b.norm2.len_bytes()
+                        + [&b.attn.q, &b.attn.k, &b.attn.v, &b.attn.o, &b.ffn.gate, &b.ffn.fc1, &b.ffn.fc2]
+                            .into_iter()
+                            .map(lin)
+                            .sum::<u64>()
+                })
+                .sum::<u64>()
+    }
+
+    /// Frees the encoder once the prompts are encoded: its GPU weights go back to the pool, which is trimmed so the
+    /// memory returns to the device for the denoiser; the host embedding is freed too. Tensors already returned by
+    /// [`encode`](Self::encode) stay valid.
+    pub fn unload(self, g: &Gpu) -> Result<(), ModelError> {
+        drop(self);
+        // Launches recorded but not yet submitted hold their buffers until the submit.
+        g.flush()?;
+        g.trim();
+        Ok(())
     }
 
     /// One sequence `[L]` → `[L, dim]`. `mask` (L values, false = padding) hides padded keys as the reference's
@@ -391,7 +478,7 @@ impl TextEncoder {
                     f(&format!("pos_bias_{i}"), &bias);
                 }
             }
-            let parts = block.forward(g, c, &x, &bias, trace.is_some())?;
+            let parts = block.forward(g, c, &x, &[(0, l, bias)], trace.is_some())?;
             if let (Some(f), Some([attn_out, ffn_out])) = (trace.as_mut(), parts) {
                 f(&format!("block{i}.attn_out"), &attn_out);
                 f(&format!("block{i}.ffn_out"), &ffn_out);

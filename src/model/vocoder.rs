@@ -11,15 +11,18 @@
 //! Keys are those of `ltx-2.3-22b-dev_audio_vae.safetensors` under `vocoder.` (`vocoder.vocoder.*`,
 //! `vocoder.bwe_generator.*`, `vocoder.mel_stft.*`). The anti-aliasing filters, STFT basis and mel basis are read
 //! from the file (the reference loads them from its bf16 checkpoint); only the ×3 skip filter, which the
-//! reference computes at construction, is computed here. All weights are f32 on the GPU.
+//! reference computes at construction, is computed here. Wide convolutions run as im2col + GEMM with their
+//! weights in the loader's format (f32 reproduces the reference); everything else is f32.
 
 use serde::{Deserialize, Serialize};
 
 use crate::gpu::{Gpu, GpuTensor};
-use crate::kernels::audio::{fir_downsample, fir_upsample, log_mel, stft_magnitude, FirDown, FirUp, Pad};
+use crate::kernels::audio::{
+    conv1d_gemm, fir_downsample, fir_upsample, log_mel, stft_magnitude, FirDown, FirUp, GemmConv1d, Pad,
+};
 use crate::kernels::conv::{conv1d, conv_transpose1d, permute, Conv1dArgs, ConvTranspose1dArgs};
-use crate::kernels::elementwise::{binary, binary_inplace, unary, unary_inplace, Binary, Unary};
-use crate::kernels::gemm::WeightFormat;
+use crate::kernels::elementwise::{binary, binary_inplace, copy_into, unary, unary_inplace, Binary, Unary};
+use crate::kernels::gemm::{Weight, WeightFormat};
 use crate::weights::{compare_keys, KeyTable, Scope, TensorSource, WeightError};
 
 use super::dit::Trace;
@@ -377,13 +380,24 @@ impl Activation1d {
     }
 }
 
-/// A `Conv1d` with bias.
+/// A `Conv1d` (stride 1, "same" padding `d·(k − 1)/2`, optional bias). Wide ones run as im2col + GEMM with the
+/// weight in the requested format; narrow ones (few output channels or inputs) use the direct convolution.
 struct Conv {
-    weight: GpuTensor,
+    kernel: ConvWeight,
     bias: Option<GpuTensor>,
+    k: usize,
     pad: usize,
     dilation: usize,
 }
+
+enum ConvWeight {
+    Direct(GpuTensor),
+    Gemm(Weight),
+}
+
+/// Output channels and `Cin·k` from which a convolution runs as a GEMM.
+const GEMM_MIN_OUT: usize = 32;
+const GEMM_MIN_K: usize = 64;
 
 impl Conv {
     #[allow(clippy::too_many_arguments)]
@@ -396,24 +410,72 @@ impl Conv {
         k: usize,
         dilation: usize,
         bias: bool,
+        format: WeightFormat,
     ) -> Result<Self, ModelError> {
+        let key = format!("{name}.weight");
+        let kernel = if cout >= GEMM_MIN_OUT && cin * k >= GEMM_MIN_K {
+            ConvWeight::Gemm(w.weight(g, &key, &[cout, cin, k], format)?)
+        } else {
+            ConvWeight::Direct(w.tensor(g, &key, &[cout, cin, k])?)
+        };
         Ok(Self {
-            weight: w.tensor(g, &format!("{name}.weight"), &[cout, cin, k])?,
+            kernel,
             bias: if bias { Some(w.tensor(g, &format!("{name}.bias"), &[cout])?) } else { None },
+            k,
             // `get_padding(k, d)` = d·(k − 1)/2: "same" length for odd k.
             pad: dilation * (k - 1) / 2,
             dilation,
         })
     }
 
+    /// `x` `[C, T]` or `[B, C, T]`.
     fn forward(&self, g: &Gpu, x: &GpuTensor) -> Result<GpuTensor, ModelError> {
-        let args = Conv1dArgs {
+        let w = match &self.kernel {
+            ConvWeight::Direct(w) => {
+                let args = Conv1dArgs {
+                    bias: self.bias.as_ref(),
+                    padding: [self.pad, self.pad],
+                    dilation: self.dilation,
+                    ..Default::default()
+                };
+                return Ok(conv1d(g, x, w, &args)?);
+            }
+            ConvWeight::Gemm(w) => w,
+        };
+        let args = GemmConv1d {
+            weight: w,
+            k: self.k,
             bias: self.bias.as_ref(),
             padding: [self.pad, self.pad],
             dilation: self.dilation,
-            ..Default::default()
         };
-        Ok(conv1d(g, x, &self.weight, &args)?)
+        let s = x.shape();
+        let (c, l) = (s[s.len() - 2], s[s.len() - 1]);
+        let lead: usize = s[..s.len() - 2].iter().product();
+        let flat = x.reshape(&[lead * c, l]).expect("same size");
+        let mut out: Option<GpuTensor> = None;
+        for b in 0..lead {
+            let item = flat.rows(b * c, c).ok_or_else(|| ModelError::Config("conv input view".into()))?;
+            let y = conv1d_gemm(g, &item, &args)?;
+            if lead == 1 {
+                let mut shape = s.to_vec();
+                shape[s.len() - 2..].copy_from_slice(y.shape());
+                return Ok(y.reshape(&shape).expect("same size"));
+            }
+            let (cout, lo) = (y.shape()[0], y.shape()[1]);
+            let dst = match &out {
+                Some(o) => o,
+                None => out.insert(g.alloc("conv output", &[lead, cout, lo], crate::gpu::DType::F32)?),
+            };
+            let slot = dst.rows(b, 1).ok_or_else(|| ModelError::Config("conv output view".into()))?;
+            copy_into(g, &y, &slot)?;
+        }
+        let out = out.expect("lead > 1");
+        let mut shape = s.to_vec();
+        let r = shape.len();
+        shape[r - 2] = out.shape()[1];
+        shape[r - 1] = out.shape()[2];
+        Ok(out.reshape(&shape).expect("same size"))
     }
 }
 
@@ -426,13 +488,20 @@ struct AmpBlock {
 }
 
 impl AmpBlock {
-    fn load(g: &Gpu, w: Scope, ch: usize, k: usize, dilations: &[usize]) -> Result<Self, ModelError> {
+    fn load(
+        g: &Gpu,
+        w: Scope,
+        ch: usize,
+        k: usize,
+        dilations: &[usize],
+        format: WeightFormat,
+    ) -> Result<Self, ModelError> {
         let list = |name: &str| w.scope(name);
         let (c1, c2, a1, a2) = (list("convs1"), list("convs2"), list("acts1"), list("acts2"));
         let mut b = Self { convs1: vec![], convs2: vec![], acts1: vec![], acts2: vec![] };
         for (m, &d) in dilations.iter().enumerate() {
-            b.convs1.push(Conv::load(g, c1.get(), &m.to_string(), ch, ch, k, d, true)?);
-            b.convs2.push(Conv::load(g, c2.get(), &m.to_string(), ch, ch, k, 1, true)?);
+            b.convs1.push(Conv::load(g, c1.get(), &m.to_string(), ch, ch, k, d, true, format)?);
+            b.convs2.push(Conv::load(g, c2.get(), &m.to_string(), ch, ch, k, 1, true, format)?);
             b.acts1.push(Activation1d::load(g, a1.get().at(m).get(), ch)?);
             b.acts2.push(Activation1d::load(g, a2.get().at(m).get(), ch)?);
         }
@@ -480,9 +549,9 @@ struct Generator {
 }
 
 impl Generator {
-    fn load(g: &Gpu, w: Scope, c: &GeneratorConfig) -> Result<Self, ModelError> {
+    fn load(g: &Gpu, w: Scope, c: &GeneratorConfig, format: WeightFormat) -> Result<Self, ModelError> {
         let c0 = c.upsample_initial_channel;
-        let conv_pre = Conv::load(g, w, "conv_pre", c0, MEL_CHANNELS, 7, 1, true)?;
+        let conv_pre = Conv::load(g, w, "conv_pre", c0, MEL_CHANNELS, 7, 1, true, format)?;
         let ups_scope = w.scope("ups");
         let mut ups = Vec::new();
         for (i, &k) in c.upsample_kernel_sizes.iter().enumerate() {
@@ -495,7 +564,7 @@ impl Generator {
         for i in 0..c.upsample_rates.len() {
             for (k, d) in c.resblock_kernel_sizes.iter().zip(&c.resblock_dilation_sizes) {
                 let j = resblocks.len();
-                resblocks.push(AmpBlock::load(g, rb.get().at(j).get(), c.channels(i), *k, d)?);
+                resblocks.push(AmpBlock::load(g, rb.get().at(j).get(), c.channels(i), *k, d, format)?);
             }
         }
         let f = c.final_channels();
@@ -505,7 +574,7 @@ impl Generator {
             ups,
             resblocks,
             act_post: Activation1d::load(g, w.scope("act_post").get(), f)?,
-            conv_post: Conv::load(g, w, "conv_post", 2, f, 7, 1, c.use_bias_at_final)?,
+            conv_post: Conv::load(g, w, "conv_post", 2, f, 7, 1, c.use_bias_at_final, format)?,
         })
     }
 
@@ -635,13 +704,14 @@ pub struct Vocoder {
 
 impl Vocoder {
     /// Reads the `vocoder.*` keys of `src` (the official audio VAE file, or any file with those keys). Other keys
-    /// (`audio_vae.*`) are ignored; missing, mis-shaped or unknown `vocoder.*` keys are errors. `format` is
-    /// accepted for a uniform loader API: convolution weights are f32 (the reference casts them to f32 at load).
+    /// (`audio_vae.*`) are ignored; missing, mis-shaped or unknown `vocoder.*` keys are errors. `format` is the
+    /// storage of the wide convolutions' weights (run as GEMMs); everything else is f32, as the reference casts
+    /// the checkpoint to f32 at load.
     pub fn load(
         g: &Gpu,
         src: &dyn TensorSource,
         config: VocoderConfig,
-        _format: WeightFormat,
+        format: WeightFormat,
     ) -> Result<Self, ModelError> {
         config.validate()?;
         check_part(
@@ -651,8 +721,8 @@ impl Vocoder {
             "is this the LTX-2.3 audio VAE file (ltx-2.3-22b-dev_audio_vae.safetensors) with this vocoder config?",
         )?;
         let w = Scope::root(src, PREFIX);
-        let main = Generator::load(g, w.scope("vocoder").get(), config.main())?;
-        let bwe = Generator::load(g, w.scope("bwe_generator").get(), &config.bwe().generator)?;
+        let main = Generator::load(g, w.scope("vocoder").get(), config.main(), format)?;
+        let bwe = Generator::load(g, w.scope("bwe_generator").get(), &config.bwe().generator, format)?;
         let b = config.bwe();
         let bins = b.n_fft / 2 + 1;
         let ratio = b.output_sampling_rate / b.input_sampling_rate;

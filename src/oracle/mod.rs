@@ -7,8 +7,9 @@ mod dit;
 mod redimnet;
 mod sampler;
 mod t5;
-mod vocoder;
 mod tokenizer;
+mod vocoder;
+mod wan_vae;
 
 use std::path::{Path, PathBuf};
 
@@ -122,6 +123,7 @@ pub fn run_case(g: &Gpu, dir: &Path) -> Result<CaseReport, OracleError> {
         "ltx_audio_vae" => audio_vae::run(g, dir, &meta)?,
         "redimnet" | "redimnet_m" => redimnet::run(g, dir, &meta)?,
         "nava_tokenizer" => tokenizer::run(dir, &meta)?,
+        "wan22_vae" => wan_vae::run(g, dir, &meta)?,
         _ => return Err(OracleError::NotImplemented { dir: dir.to_path_buf(), kind }),
     };
     Ok(CaseReport { case: kind, dir: dir.to_path_buf(), comparisons })

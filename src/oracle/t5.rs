@@ -1,5 +1,6 @@
 //! The `nava_t5` case: the UMT5 encoder (`T5Encoder`) on padded batches with a key mask, its output, block traces
-//! and bucket table compared, and the unpadded per-prompt path ([`TextEncoder::encode`]) against the valid rows.
+//! and bucket table compared, and the unpadded path ([`TextEncoder::encode`], every row of the batch in one forward)
+//! against the valid rows.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -33,6 +34,7 @@ pub(crate) fn run(g: &Gpu, dir: &Path, meta: &Value) -> Result<Vec<Comparison>, 
         let mut hidden = Vec::new();
         let mut unpadded = Vec::new();
         let mut valid_rows = Vec::new();
+        let mut valid_ids: Vec<Vec<u32>> = Vec::new();
         for r in 0..b {
             let ids: Vec<u32> = ids[r * l..(r + 1) * l].iter().map(|&v| v as u32).collect();
             let mask: Vec<bool> = mask[r * l..(r + 1) * l].iter().map(|&v| v != 0.0).collect();
@@ -51,10 +53,8 @@ pub(crate) fn run(g: &Gpu, dir: &Path, meta: &Value) -> Result<Vec<Comparison>, 
                 return Err(ModelError::from(e).into());
             }
             let y = g.read_f32_blocking(&y).map_err(ModelError::from)?;
-            // The pipeline's path: only the valid tokens, no padding.
-            let valid: Vec<u32> = ids.iter().zip(&mask).filter(|(_, &m)| m).map(|(&i, _)| i).collect();
-            let u = encoder.encode(g, &[&valid])?;
-            unpadded.extend(g.read_f32_blocking(&u[0]).map_err(ModelError::from)?);
+            // The pipeline's path: only the valid tokens, no padding, all rows of the batch in one forward.
+            valid_ids.push(ids.iter().zip(&mask).filter(|(_, &m)| m).map(|(&i, _)| i).collect::<Vec<u32>>());
             let d = config.dim;
             for (i, &m) in mask.iter().enumerate() {
                 if m {
@@ -62,6 +62,10 @@ pub(crate) fn run(g: &Gpu, dir: &Path, meta: &Value) -> Result<Vec<Comparison>, 
                 }
             }
             hidden.extend(y);
+        }
+        let prompts: Vec<&[u32]> = valid_ids.iter().map(|v| v.as_slice()).collect();
+        for u in encoder.encode(g, &prompts)? {
+            unpadded.extend(g.read_f32_blocking(&u).map_err(ModelError::from)?);
         }
         let mut check = |name: String, got: &[f32]| {
             if let Some(want) = io.get(&name) {

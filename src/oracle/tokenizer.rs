@@ -13,7 +13,7 @@ use crate::weights::TensorSource;
 
 /// Exact: ids, lengths and code points are integers.
 fn exact(name: String, got: &[f32], want: &[f32]) -> Comparison {
-    compare(&name, got, &want[..], 0.0, 0.0)
+    compare(&name, got, want, 0.0, 0.0)
 }
 
 fn code_points(s: &str) -> Vec<f32> {

@@ -6,6 +6,7 @@
 //! `[Σ L_audio, C_audio]`.
 
 pub mod denoise;
+pub mod generate;
 pub mod guidance;
 pub mod noise;
 pub mod sampler;
@@ -28,6 +29,12 @@ pub enum PipelineError {
     Finished { scheduler: &'static str, steps: usize },
     #[error("stopped before the end (cancelled)")]
     Cancelled,
+    /// Bad user input: files, sizes, counts.
+    #[error("{0}")]
+    Input(String),
+    /// Writing an output failed.
+    #[error("output: {0}")]
+    Output(String),
     #[error(transparent)]
     Model(#[from] ModelError),
 }

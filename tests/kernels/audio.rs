@@ -3,8 +3,8 @@
 
 use nava::gpu::{Gpu, GpuTensor};
 use nava::kernels::audio::{
-    fir_downsample, fir_upsample, log_mel, stft_magnitude, variants, with_binding_limit, FirDown, FirUp, Kernel, Pad,
-    PARAMS_BYTES,
+    conv1d_gemm, conv2d_gemm, fir_downsample, fir_upsample, log_mel, stft_magnitude, variants, with_binding_limit,
+    FirDown, FirUp, GemmConv1d, GemmConv2d, Kernel, Pad, PARAMS_BYTES,
 };
 
 use crate::common::{assert_close, rand_vec, test_gpu, Tol};
@@ -174,6 +174,100 @@ fn fir_downsample_matches_reference() {
         assert_close(&format!("fir_downsample case {i}"), &read(g, &y), &want, TOL);
         let y = with_binding_limit(g.binding_align() + 4 * (2 * t) as u64, || fir_downsample(g, &xt, &args)).unwrap();
         assert_close(&format!("fir_downsample case {i}, split"), &read(g, &y), &want, TOL);
+    }
+}
+
+/// Conv1d as im2col + GEMM against PyTorch's definition: "same" dilated kernels, an asymmetric padding, with and
+/// without bias, chunked over output samples.
+#[test]
+fn conv1d_gemm_matches_reference() {
+    use nava::kernels::gemm::{Weight, WeightFormat};
+    let g = test_gpu();
+    for (i, &(cin, cout, l, k, d, pl, pr, bias)) in
+        [(5, 7, 37, 3, 1, 1, 1, true), (6, 4, 50, 7, 3, 9, 9, false), (3, 9, 20, 7, 1, 6, 0, true)].iter().enumerate()
+    {
+        let x = rand_vec(130 + i as u64, cin * l);
+        let w = rand_vec(140 + i as u64, cout * cin * k);
+        let b = rand_vec(150 + i as u64, cout);
+        let lo = l + pl + pr - d * (k - 1);
+        let mut want = vec![0.0f32; cout * lo];
+        for co in 0..cout {
+            for t in 0..lo {
+                let mut s = if bias { b[co] as f64 } else { 0.0 };
+                for ci in 0..cin {
+                    for j in 0..k {
+                        let idx = (t + j * d) as isize - pl as isize;
+                        if (0..l as isize).contains(&idx) {
+                            s += w[(co * cin + ci) * k + j] as f64 * x[ci * l + idx as usize] as f64;
+                        }
+                    }
+                }
+                want[co * lo + t] = s as f32;
+            }
+        }
+        let wt = Weight::from_f32(g, "w", WeightFormat::F32, cout, cin * k, &w).unwrap();
+        let bt = up(g, &b, &[cout]);
+        let xt = up(g, &x, &[cin, l]);
+        let args = GemmConv1d { weight: &wt, k, bias: bias.then_some(&bt), padding: [pl, pr], dilation: d };
+        let y = conv1d_gemm(g, &xt, &args).unwrap();
+        assert_eq!(y.shape(), &[cout, lo]);
+        assert_close(&format!("conv1d_gemm case {i}"), &read(g, &y), &want, Tol::new(1e-4, 1e-4));
+        // A limit that just holds x and y: chunks of a few output samples each.
+        let limit = g.binding_align() + 4 * (cin * l).max(cout * lo) as u64;
+        let y = with_binding_limit(limit, || conv1d_gemm(g, &xt, &args)).unwrap();
+        assert_close(&format!("conv1d_gemm case {i}, chunked"), &read(g, &y), &want, Tol::new(1e-4, 1e-4));
+    }
+    let wt = Weight::from_f32(g, "w", WeightFormat::F32, 2, 6, &[0.0; 12]).unwrap();
+    let xt = up(g, &rand_vec(1, 8), &[4, 2]);
+    let args = GemmConv1d { weight: &wt, k: 3, bias: None, padding: [1, 1], dilation: 1 };
+    let e = conv1d_gemm(g, &xt, &args).unwrap_err().to_string();
+    assert!(e.contains("weight [2, 6] for 4 channels × 3 taps"), "{e}");
+}
+
+/// Conv2d as im2col + GEMM: the audio VAE's causal 3×3 (pad time (2, 0), frequency (1, 1)), its upsampler's
+/// (1, 0, 1, 1) and a 1×1, chunked over positions.
+#[test]
+fn conv2d_gemm_matches_reference() {
+    use nava::kernels::gemm::{Weight, WeightFormat};
+    let g = test_gpu();
+    for (i, &(cin, cout, h, w, k, pad)) in
+        [(4, 6, 7, 9, 3, [2, 0, 1, 1]), (3, 5, 6, 5, 3, [1, 0, 1, 1]), (6, 3, 4, 5, 1, [0, 0, 0, 0])].iter().enumerate()
+    {
+        let x = rand_vec(160 + i as u64, cin * h * w);
+        let wt = rand_vec(170 + i as u64, cout * cin * k * k);
+        let b = rand_vec(180 + i as u64, cout);
+        let (ho, wo) = (h + pad[0] + pad[1] - k + 1, w + pad[2] + pad[3] - k + 1);
+        let mut want = vec![0.0f32; cout * ho * wo];
+        for co in 0..cout {
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    let mut s = b[co] as f64;
+                    for ci in 0..cin {
+                        for a in 0..k {
+                            for c in 0..k {
+                                let (iy, ix) =
+                                    ((oy + a) as isize - pad[0] as isize, (ox + c) as isize - pad[2] as isize);
+                                if (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix) {
+                                    s += wt[((co * cin + ci) * k + a) * k + c] as f64
+                                        * x[(ci * h + iy as usize) * w + ix as usize] as f64;
+                                }
+                            }
+                        }
+                    }
+                    want[(co * ho + oy) * wo + ox] = s as f32;
+                }
+            }
+        }
+        let wg = Weight::from_f32(g, "w", WeightFormat::F32, cout, cin * k * k, &wt).unwrap();
+        let bt = up(g, &b, &[cout]);
+        let xt = up(g, &x, &[cin, h, w]);
+        let args = GemmConv2d { weight: &wg, k, bias: Some(&bt), padding: pad };
+        let y = conv2d_gemm(g, &xt, &args).unwrap();
+        assert_eq!(y.shape(), &[cout, ho, wo]);
+        assert_close(&format!("conv2d_gemm case {i}"), &read(g, &y), &want, Tol::new(1e-4, 1e-4));
+        let limit = g.binding_align() + 4 * (cin * h * w).max(cout * ho * wo) as u64;
+        let y = with_binding_limit(limit, || conv2d_gemm(g, &xt, &args)).unwrap();
+        assert_close(&format!("conv2d_gemm case {i}, chunked"), &read(g, &y), &want, Tol::new(1e-4, 1e-4));
     }
 }
 

@@ -2,7 +2,7 @@
 //! (on `[C, H, W]` data, then moved to `[H, W, C]`): grouped, depthwise, 1-D along H with a long kernel, even and
 //! odd sizes, each activation, and bad inputs.
 
-use nava::kernels::conv2d_cl::{conv2d_cl, ConvAct};
+use nava::kernels::conv2d_cl::{conv2d_cl, conv2d_cl_add, ConvAct};
 
 use crate::common::{assert_close, rand_vec, test_gpu, Tol};
 
@@ -85,6 +85,9 @@ fn conv2d_cl_matches_reference() {
         (70, 1, 12, 12, 12, 59, 1),
         (6, 4, 4, 8, 2, 2, 3),
         (3, 11, 16, 16, 4, 3, 3),
+        // Runs of 8 output channels per invocation with a remainder: 1×1 over 20 channels, and 2 groups of 10.
+        (9, 5, 20, 20, 1, 1, 1),
+        (4, 6, 6, 20, 2, 3, 1),
     ];
     for (i, &(h, w, cin, cout, groups, kh, kw)) in cases.iter().enumerate() {
         for act in [ConvAct::None, ConvAct::Gelu, ConvAct::Relu] {
@@ -102,6 +105,29 @@ fn conv2d_cl_matches_reference() {
             assert_close(&format!("conv2d_cl case {i} {act:?}"), &got, &want, Tol::new(2e-5, 2e-5));
         }
     }
+}
+
+#[test]
+fn conv2d_cl_add_accumulates_in_place() {
+    let g = test_gpu();
+    let (h, w, c) = (11, 7, 12);
+    let x = rand_vec(70, h * w * c);
+    let wt = rand_vec(71, c * c);
+    let b = rand_vec(72, c);
+    let y0 = rand_vec(73, h * w * c);
+    let xg = g.upload_f32("x", &x, &[h, w, c]).expect("upload");
+    let wg = g.upload_f32("w", &wt, &[c, c, 1, 1]).expect("upload");
+    let bg = g.upload_f32("b", &b, &[c]).expect("upload");
+    let yg = g.upload_f32("y", &y0, &[h, w, c]).expect("upload");
+    conv2d_cl_add(g, &xg, &wg, &bg, 1, &yg).expect("conv2d_cl_add");
+    let conv = reference(&x, &wt, &b, h, w, c, c, 1, 1, 1, ConvAct::None);
+    let want: Vec<f32> = conv.iter().zip(&y0).map(|(a, b)| a + b).collect();
+    assert_close("conv2d_cl_add", &g.read_f32_blocking(&yg).expect("read"), &want, Tol::new(2e-5, 2e-5));
+    let e = conv2d_cl_add(g, &xg, &wg, &bg, 1, &xg).expect_err("aliasing").to_string();
+    assert!(e.contains("shares x's storage"), "{e}");
+    let small = g.upload_f32("y", &y0[..c], &[1, 1, c]).expect("upload");
+    let e = conv2d_cl_add(g, &xg, &wg, &bg, 1, &small).expect_err("y shape").to_string();
+    assert!(e.contains("`y`"), "{e}");
 }
 
 #[test]

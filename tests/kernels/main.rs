@@ -10,5 +10,6 @@ mod conv2d_cl;
 mod core;
 mod elementwise;
 mod gemm;
+mod matmul;
 mod norm;
 mod rope;

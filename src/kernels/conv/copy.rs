@@ -182,6 +182,112 @@ pub fn unpatchify(g: &Gpu, x: &GpuTensor, p: usize) -> Result<GpuTensor, KernelE
     Ok(y)
 }
 
+/// Wan2.2's `DupUp3D` shortcut: `[Cin, T, H, W]` → `[Cout, T·ft, H·fs, W·fs]`, each input channel repeated
+/// `Cout·ft·fs²/Cin` times along channels (`repeat_interleave`) and the repeats spread over (time, row, column)
+/// offsets `(a, b, c)`: output channel o at offset j = a·fs² + b·fs + c reads input channel (o·F + j)/repeats,
+/// F = ft·fs². `first_chunk` drops the first ft − 1 output frames. Needs Cin a multiple of Cout.
+pub fn dup_up3d(
+    g: &Gpu,
+    x: &GpuTensor,
+    out_channels: usize,
+    ft: usize,
+    fs: usize,
+    first_chunk: bool,
+) -> Result<GpuTensor, KernelError> {
+    const OP: &str = "dup_up3d";
+    check_input(OP, x, 4, "[C, T, H, W]")?;
+    let [cin, t, h, w]: [usize; 4] = x.shape().try_into().map_err(|_| shape_err(OP, "x", "[C, T, H, W]".into(), x))?;
+    let f = ft * fs * fs;
+    if out_channels == 0 || ft == 0 || fs == 0 || cin % out_channels != 0 {
+        return Err(KernelError::Unsupported {
+            op: OP,
+            what: format!("{cin} → {out_channels} channels with factors ({ft}, {fs}): Cin must be a multiple of Cout"),
+        });
+    }
+    let q = cin / out_channels;
+    let repeats = out_channels * f / cin;
+    let drop = if first_chunk { ft - 1 } else { 0 };
+    let (t2, hs, ws) = (t * ft - drop, h * fs, w * fs);
+    check_u32(OP, "y", out_channels * t2 * hs * ws)?;
+    let y = g.alloc("dup_up3d output", &[out_channels, t2, hs, ws], DType::F32)?;
+    let thw = t * h * w;
+    for j in 0..f {
+        let (a, b, c) = (j / (fs * fs), (j / fs) % fs, j % fs);
+        // Offsets a < drop lose only their first frame (output frame t·ft + a − drop < 0 only for t = 0).
+        let t0 = usize::from(a < drop);
+        if t0 >= t {
+            continue;
+        }
+        let cp = Copy6::new(
+            &[out_channels, t - t0, h, w],
+            &[q * thw, h * w, w, 1],
+            &[t2 * hs * ws, ft * hs * ws, fs * ws, fs],
+        )
+        .at((j / repeats) * thw + t0 * h * w, (t0 * ft + a - drop) * hs * ws + b * ws + c);
+        copy(g, OP, x, &y, &cp)?;
+    }
+    Ok(y)
+}
+
+/// Wan2.2's `AvgDown3D` shortcut: `[Cin, T, H, W]` → `[Cout, ⌈T/ft⌉, H/fs, W/fs]`, time zero-padded in front to a
+/// multiple of ft, the (time, row, column) offsets folded into channels and each group of Cin·ft·fs²/Cout
+/// consecutive channels averaged. Needs Cout a multiple of Cin, and H, W multiples of fs.
+pub fn avg_down3d(g: &Gpu, x: &GpuTensor, out_channels: usize, ft: usize, fs: usize) -> Result<GpuTensor, KernelError> {
+    use crate::kernels::elementwise::{binary_inplace, fill, unary_inplace, Binary, Unary};
+    const OP: &str = "avg_down3d";
+    check_input(OP, x, 4, "[C, T, H, W]")?;
+    let [cin, t, h, w]: [usize; 4] = x.shape().try_into().map_err(|_| shape_err(OP, "x", "[C, T, H, W]".into(), x))?;
+    let f = ft * fs * fs;
+    let ok = out_channels > 0
+        && ft > 0
+        && fs > 0
+        && out_channels.is_multiple_of(cin)
+        && f.is_multiple_of(out_channels / cin);
+    if !ok || h % fs != 0 || w % fs != 0 {
+        return Err(KernelError::Unsupported {
+            op: OP,
+            what: format!(
+                "{cin} → {out_channels} channels with factors ({ft}, {fs}) on {h}×{w}: Cout must be a multiple of \
+                 Cin and the size a multiple of {fs}"
+            ),
+        });
+    }
+    let p = out_channels / cin;
+    let group = f / p;
+    let pad_t = (ft - t % ft) % ft;
+    let (t2, h2, w2) = ((t + pad_t) / ft, h / fs, w / fs);
+    let plane = t2 * h2 * w2;
+    check_u32(OP, "y", group * out_channels * plane)?;
+    let parts = g.alloc("avg_down3d groups", &[group, out_channels, t2, h2, w2], DType::F32)?;
+    if pad_t > 0 {
+        fill(g, &parts, 0.0)?;
+    }
+    for m in 0..p {
+        for gi in 0..group {
+            let j = m * group + gi;
+            let (a, b, c) = (j / (fs * fs), (j / fs) % fs, j % fs);
+            let t0 = usize::from(a < pad_t);
+            if t0 >= t2 {
+                continue;
+            }
+            let cp =
+                Copy6::new(&[cin, t2 - t0, h2, w2], &[t * h * w, ft * h * w, fs * w, fs], &[p * plane, h2 * w2, w2, 1])
+                    .at(
+                        (t0 * ft + a - pad_t) * h * w + b * w + c,
+                        gi * out_channels * plane + m * plane + t0 * h2 * w2,
+                    );
+            copy(g, OP, x, &parts, &cp)?;
+        }
+    }
+    let y = parts.rows(0, 1).expect("group ≥ 1");
+    let y = crate::kernels::elementwise::copy(g, &y)?;
+    for gi in 1..group {
+        binary_inplace(g, &y, &parts.rows(gi, 1).expect("gi < group"), Binary::Add)?;
+    }
+    unary_inplace(g, &y, Unary::ScaleAdd { scale: 1.0 / group as f32, add: 0.0 })?;
+    Ok(y.reshape(&[out_channels, t2, h2, w2]).expect("same element count"))
+}
+
 /// Wan's patchify, the inverse of [`unpatchify`]: `[(B,) C, T, p·H, p·W]` → `[(B,) C·p², T, H, W]`
 /// (`rearrange('b c f (h q) (w r) -> b (c r q) f h w', q=p, r=p)`).
 pub fn patchify(g: &Gpu, x: &GpuTensor, p: usize) -> Result<GpuTensor, KernelError> {

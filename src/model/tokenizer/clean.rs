@@ -5,12 +5,13 @@
 //! The umt5-xxl `tokenizer.json` normalizes nothing but runs of spaces, so every character this cleaning changes
 //! (full-width punctuation, curly quotes, NFC) changes the ids.
 //!
-//! [`fix_text`] ports the parts of ftfy 6.3 that act on realistic prompts: HTML entities while a line holds no `<`,
-//! UTF-8 mojibake read as Latin-1 or Windows-1252 (whole text or embedded runs), C1 controls, Latin ligatures,
-//! full-width and half-width forms, curly quotes, line breaks, terminal escapes, control characters and NFC. Not
-//! ported: mojibake through other code pages (1250/1251/1253/1254/1257, ISO-8859-2, MacRoman, cp437), the
-//! `restore_byte_a0` and lossy-sequence repairs, and ftfy's badness scoring (an embedded run is repaired whenever it
-//! decodes as UTF-8).
+//! [`fix_text`] ports the parts of ftfy 6.3 that act on realistic prompts: HTML entities while no line so far held a
+//! `<`, UTF-8 mojibake read as Latin-1 or Windows-1252 (whole text, or embedded runs, repeated until none is left,
+//! with spaces that stand for lost 0xA0 bytes), C1 controls, Latin ligatures, full-width and half-width forms, curly
+//! quotes, line breaks, terminal escapes, control characters and NFC. `tests/fixtures/ftfy_6.3.1_cases.json` holds
+//! prompts with ftfy's own output. Not ported: mojibake through other code pages (1250/1251/1253/1254/1257,
+//! ISO-8859-2, MacRoman, cp437), lossy-sequence repair, and ftfy's badness scoring: a Windows-1252 spelling of a
+//! UTF-8 sequence is repaired wherever it occurs, which can differ from ftfy on unusual legitimate text.
 //! [`html_unescape`] follows Python's `html.unescape` exactly, with the full HTML5 named-reference table.
 
 use std::collections::HashMap;
@@ -196,6 +197,11 @@ fn windows_1252_byte(c: char) -> Option<u8> {
     (0x80u8..=0x9F).find(|&b| windows_1252(b) == c)
 }
 
+/// The byte a character stands for in mojibake read as Windows-1252 or as Latin-1 (C1 controls).
+fn mojibake_byte(c: char) -> Option<u8> {
+    windows_1252_byte(c).or_else(|| (0x80..=0x9F).contains(&(c as u32)).then_some(c as u8))
+}
+
 /// The byte a character has in Latin-1, if any.
 fn latin1_byte(c: char) -> Option<u8> {
     u8::try_from(c as u32).ok()
@@ -223,7 +229,15 @@ fn fix_segment(text: &str, unescape: bool) -> String {
         if unescape {
             text = ftfy_unescape(&text);
         }
-        text = fix_encoding(&text);
+        // As ftfy, mojibake is decoded until none is left before the character fixes run (straightening a quote
+        // inside twice-encoded text would break the second decode).
+        for _ in 0..8 {
+            let fixed = fix_encoding(&text);
+            if fixed == text {
+                break;
+            }
+            text = fixed;
+        }
         text =
             text.chars().map(|c| if (0x80..=0x9F).contains(&(c as u32)) { windows_1252(c as u8) } else { c }).collect();
         text = fix_ligatures_width_quotes(&text);
@@ -288,11 +302,11 @@ fn utf8_continuations(b: u8) -> Option<usize> {
     }
 }
 
-/// A UTF-8 sequence spelled in Windows-1252 characters starting at `chars[i]`: its decoded character and how many
+/// A UTF-8 sequence spelled in Windows-1252 (or Latin-1) characters starting at `chars[i]`: its decoded character and how many
 /// characters it spans. As ftfy's `restore_byte_a0`, a space may stand for a lost 0xA0 continuation byte (a
 /// non-breaking space that became a space) after the leads where that happens, and `Ã ` before a word is `à `.
 fn mojibake_at(chars: &[char], i: usize) -> Option<(char, usize)> {
-    let lead = windows_1252_byte(chars[i])?;
+    let lead = mojibake_byte(chars[i])?;
     let n = utf8_continuations(lead)?;
     if lead == 0xC3 && chars.get(i + 1) == Some(&' ') {
         let rest: String = chars[i + 2..chars.len().min(i + 7)].iter().collect();
@@ -302,7 +316,8 @@ fn mojibake_at(chars: &[char], i: usize) -> Option<(char, usize)> {
     }
     let space_ok = match n {
         1 => matches!(lead, 0xC2 | 0xC3 | 0xC5 | 0xCE | 0xD0 | 0xD9),
-        2 => (0xE0..=0xE3).contains(&lead),
+        // ftfy also accepts E0 and E1 leads here, but then `à ` before a symbol in legitimate text would decode.
+        2 => matches!(lead, 0xE2 | 0xE3),
         _ => lead == 0xF0,
     };
     let mut bytes = vec![lead];
@@ -313,7 +328,7 @@ fn mojibake_at(chars: &[char], i: usize) -> Option<(char, usize)> {
             spaces += 1;
             0xA0
         } else {
-            windows_1252_byte(c)?
+            mojibake_byte(c)?
         };
         if !(0x80..=0xBF).contains(&b) {
             return None;

@@ -1,0 +1,588 @@
+//! Generation end to end — NAVA.md §2 and the reference's `AudioVideoPipeline.sample` plus its callers: prompt
+//! → tokens → UMT5 contexts (positive and negative in one batch) → speaker tokens from the reference voices →
+//! optional first-frame latent → seeded noise → UniPC with NAVA's guidance passes through the DiT → Wan2.2 VAE
+//! frames (streamed as they are decoded) and LTX audio VAE + vocoder → 16 kHz (or 48 kHz) stereo.
+//!
+//! Models load stage by stage and are dropped when their stage is over (unless kept for repeated generations), so
+//! the peak GPU memory is the largest single stage, not the sum. The built-in tiny model ([`ModelSource::Tiny`])
+//! has the same architecture at small widths with deterministic seeded weights: it exercises every stage in
+//! seconds, and its output is abstract.
+
+use std::path::{Path, PathBuf};
+
+use crate::gpu::Gpu;
+use crate::io::{Audio, Frame};
+use crate::kernels::gemm::WeightFormat;
+use crate::model::audio_vae::{AudioDecoder, AudioVaeConfig};
+use crate::model::dit::{Dit, DitConfig, LoadOptions, Offload, Speakers, PREFIX as DIT_PREFIX};
+use crate::model::speaker::{RedimConfig, SpeakerEncoder};
+use crate::model::text_encoder::{T5Config, TextEncoder};
+use crate::model::tokenizer::{Tokenizer, Tokens};
+use crate::model::video_vae::{VaeConfig, VideoVae};
+use crate::model::vocoder::{Vocoder, VocoderConfig};
+use crate::model::ModelError;
+use crate::weights::{ManifestSource, SeededSource, TensorSource, WithProgress};
+
+use super::denoise::{denoise, Conditioning, LatentShape, PassContexts};
+use super::noise::initial_latents;
+use super::shape::{Length, Size};
+use super::{PerModality, PipelineError, SampleConfig};
+
+/// The reference's negative prompts (`configs/nava.yaml`): the video one used in joint generation (it ends with
+/// the audio negatives, joined by an ASCII ", ") and the audio one used for text→audio.
+pub const VIDEO_NEGATIVE_PROMPT: &str = "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走, 音频带有机械音、闷糊、回音、失真、电流声、爆音、杂音";
+pub const AUDIO_NEGATIVE_PROMPT: &str = "机械音、闷糊、回音、失真、电流声、爆音、杂音";
+
+/// What the built-in tiny model generates by default: small, short and quick on a CPU adapter.
+pub struct TinyDefaults {
+    pub size: Size,
+    pub length: Length,
+    pub steps: usize,
+}
+
+pub const TINY_DEFAULTS: TinyDefaults =
+    TinyDefaults { size: Size { width: 160, height: 96 }, length: Length { latent_frames: 5 }, steps: 12 };
+
+/// The official umt5-xxl `tokenizer.json` (google/umt5-xxl, Apache-2.0), gzipped: the tiny model tokenizes as the
+/// real one does.
+const UMT5_TOKENIZER: &[u8] = include_bytes!("../../assets/umt5-xxl-tokenizer.json.gz");
+
+/// The seed of the built-in tiny model's weights.
+const TINY_SEED: u64 = 0x4e41_5641;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Text (and optionally a first frame and voices) → video with stereo audio.
+    AudioVideo,
+    /// Text (and optionally voices) → stereo audio (the reference's text→audio mode).
+    Audio,
+}
+
+/// An RGB8 image (the first frame of image-to-video).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Image {
+    pub width: usize,
+    pub height: usize,
+    pub rgb: Vec<u8>,
+}
+
+/// Reads a PNG or JPEG file.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn read_image(path: &Path) -> Result<Image, PipelineError> {
+    let bytes = std::fs::read(path).map_err(|e| PipelineError::Input(format!("{}: {e}", path.display())))?;
+    decode_image(&bytes).map_err(|e| PipelineError::Input(format!("{}: {e}", path.display())))
+}
+
+/// Decodes PNG or JPEG bytes.
+pub fn decode_image(bytes: &[u8]) -> Result<Image, String> {
+    let img = image::load_from_memory(bytes).map_err(|e| format!("not a readable PNG or JPEG image ({e})"))?;
+    let rgb = img.to_rgb8();
+    let (w, h) = rgb.dimensions();
+    Ok(Image { width: w as usize, height: h as usize, rgb: rgb.into_raw() })
+}
+
+/// One generation's settings.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub prompt: String,
+    /// `None`: the reference's negative prompt for the mode.
+    pub negative_prompt: Option<String>,
+    pub first_frame: Option<Image>,
+    /// Reference voices, 16 kHz mono (see `model::speaker::read_voice`), for the `<S>…<E>` spans in order.
+    pub voices: Vec<Vec<f32>>,
+    pub size: Size,
+    pub length: Length,
+    pub mode: Mode,
+    pub sample: SampleConfig,
+    pub seed: u64,
+    /// 16000 (the reference's output) or 48000 (the vocoder's full band).
+    pub audio_rate: u32,
+}
+
+/// The stages a generation reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// Weights of the next stage (bytes).
+    Loading,
+    /// Prompts (count).
+    Text,
+    /// Reference voices (count).
+    Voices,
+    /// The first frame's latent (count).
+    Image,
+    /// Sampling steps.
+    Denoise,
+    /// Video frames.
+    VideoDecode,
+    /// Audio (latent tokens decoded, 0 or all).
+    AudioDecode,
+}
+
+pub enum Event<'a> {
+    /// A stage begins with `total` units of work.
+    Stage { stage: Stage, total: u64 },
+    /// `done` units of the current stage are finished.
+    Progress { stage: Stage, done: u64 },
+    /// A decoded frame, in order.
+    Frame { index: usize, frame: &'a Frame },
+    Warning(String),
+}
+
+/// Receives progress, frames and warnings; an error (e.g. [`PipelineError::Cancelled`]) stops the generation.
+pub trait Observer {
+    fn event(&mut self, e: Event) -> Result<(), PipelineError>;
+}
+
+/// Where the weights come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelSource {
+    /// The built-in tiny model (seeded weights).
+    Tiny,
+    /// A directory written by `nava convert` with every model, plus `tokenizer.json` (or `tokenizer.json.gz`).
+    Dir(PathBuf),
+}
+
+/// The result of a generation: the audio (not yet peak-normalised: writers do that, as the reference's caller
+/// does) and how many frames were handed out.
+pub struct Output {
+    pub frames: usize,
+    pub audio: Audio,
+}
+
+/// The networks of NAVA, loaded when a stage needs them.
+pub struct Models {
+    source: ModelSource,
+    format: Option<WeightFormat>,
+    offload: Offload,
+    /// Keep every model on the GPU between generations (repeated generations); otherwise each is dropped after its
+    /// stage.
+    pub keep_loaded: bool,
+    tokenizer: Tokenizer,
+    configs: Configs,
+    text: Option<TextEncoder>,
+    speaker: Option<SpeakerEncoder>,
+    dit: Option<Dit>,
+    video_vae: Option<VideoVae>,
+    audio: Option<(AudioDecoder, Vocoder)>,
+}
+
+#[derive(Clone, Debug)]
+struct Configs {
+    t5: T5Config,
+    dit: DitConfig,
+    vae: VaeConfig,
+    audio_vae: AudioVaeConfig,
+    vocoder: VocoderConfig,
+    speaker: RedimConfig,
+}
+
+impl Models {
+    /// Opens `source`: reads the tokenizer and the configurations; weights load when their stage runs.
+    pub fn open(source: &ModelSource, format: Option<WeightFormat>, offload: Offload) -> Result<Self, PipelineError> {
+        let (tokenizer, configs) = match source {
+            ModelSource::Tiny => (Tokenizer::from_bytes(UMT5_TOKENIZER).map_err(ModelError::from)?, tiny_configs()),
+            ModelSource::Dir(dir) => (open_tokenizer(dir)?, dir_configs(dir)?),
+        };
+        Ok(Self {
+            source: source.clone(),
+            format,
+            offload,
+            keep_loaded: false,
+            tokenizer,
+            configs,
+            text: None,
+            speaker: None,
+            dit: None,
+            video_vae: None,
+            audio: None,
+        })
+    }
+
+    /// The GPU memory budget of `--max-vram`, if any.
+    fn vram_budget(&self) -> Option<u64> {
+        match self.offload {
+            Offload::Budget(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    pub fn is_tiny(&self) -> bool {
+        self.source == ModelSource::Tiny
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The GEMM weight format: the requested one, else f32 for the tiny model and f16 for real weights.
+    fn format(&self) -> WeightFormat {
+        self.format.unwrap_or(if self.is_tiny() { WeightFormat::F32 } else { WeightFormat::F16 })
+    }
+
+    /// The weights of one model, with byte progress reported to `obs`.
+    fn with_source<T>(
+        &self,
+        name: &str,
+        table: impl FnOnce() -> crate::weights::KeyTable,
+        obs: &mut dyn Observer,
+        load: impl FnOnce(&dyn TensorSource) -> Result<T, ModelError>,
+    ) -> Result<T, PipelineError> {
+        let src: Box<dyn TensorSource> = match &self.source {
+            ModelSource::Tiny => Box::new(SeededSource::new(&format!("tiny {name}"), &table(), TINY_SEED)),
+            ModelSource::Dir(dir) => Box::new(ManifestSource::open(dir, name).map_err(ModelError::from)?),
+        };
+        obs.event(Event::Stage { stage: Stage::Loading, total: 0 })?;
+        let mut failed = None;
+        let progress = WithProgress::new(src.as_ref(), |done, total| {
+            if failed.is_none() {
+                if let Err(e) = obs.event(Event::Stage { stage: Stage::Loading, total }) {
+                    failed = Some(e);
+                } else if let Err(e) = obs.event(Event::Progress { stage: Stage::Loading, done }) {
+                    failed = Some(e);
+                }
+            }
+        });
+        let out = load(&progress);
+        drop(progress);
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        Ok(out?)
+    }
+}
+
+fn open_tokenizer(dir: &Path) -> Result<Tokenizer, PipelineError> {
+    for name in ["tokenizer.json", "tokenizer.json.gz"] {
+        let p = dir.join(name);
+        if p.is_file() {
+            return Ok(Tokenizer::from_file(&p).map_err(ModelError::from)?);
+        }
+    }
+    Err(PipelineError::Input(format!(
+        "{}: no tokenizer.json; copy the umt5-xxl tokenizer.json (google/umt5-xxl) into the weights directory",
+        dir.display()
+    )))
+}
+
+fn tiny_configs() -> Configs {
+    Configs {
+        // The real vocabulary (the tokenizer is the real one) at the tiny DiT's text width.
+        t5: T5Config {
+            vocab_size: 256384,
+            dim: 64,
+            dim_attn: 64,
+            dim_ffn: 128,
+            num_heads: 2,
+            encoder_layers: 2,
+            num_buckets: 32,
+            shared_pos: false,
+        },
+        dit: DitConfig::tiny(),
+        vae: VaeConfig::tiny(),
+        audio_vae: AudioVaeConfig::tiny(),
+        vocoder: VocoderConfig::tiny(),
+        speaker: RedimConfig::tiny(),
+    }
+}
+
+fn dir_configs(dir: &Path) -> Result<Configs, PipelineError> {
+    let manifest = crate::weights::Manifest::read(dir).map_err(ModelError::from)?;
+    let config = |name: &str| -> Result<serde_json::Value, PipelineError> {
+        manifest.model(name).map(|m| m.config.clone()).ok_or_else(|| {
+            PipelineError::Input(format!(
+                "{}: the weights directory has no `{name}` model; convert it with `nava convert -o {} {name}=FILE`",
+                dir.display(),
+                dir.display()
+            ))
+        })
+    };
+    let parse = |name: &str, v: serde_json::Value| -> Result<String, PipelineError> {
+        serde_json::to_string(&v).map_err(|e| PipelineError::Input(format!("{name} configuration: {e}")))
+    };
+    let audio = config("ltx-audio-vae")?;
+    Ok(Configs {
+        t5: T5Config::from_json(&parse("umt5", config("umt5")?)?)?,
+        dit: DitConfig::from_json(&parse("nava-dit", config("nava-dit")?)?)?,
+        vae: VaeConfig::from_json(&parse("wan-vae", config("wan-vae")?)?)?,
+        audio_vae: AudioVaeConfig::from_json(&parse("ltx-audio-vae", audio.clone())?)?,
+        vocoder: VocoderConfig::from_json(&parse("ltx-audio-vae", audio)?)?,
+        speaker: serde_json::from_value(config("redimnet")?)
+            .map_err(|e| PipelineError::Input(format!("redimnet configuration: {e}")))?,
+    })
+}
+
+/// Runs one generation. Frames reach `obs` as [`Event::Frame`] while the video decodes.
+pub async fn generate(
+    g: &Gpu,
+    models: &mut Models,
+    req: &Request,
+    obs: &mut dyn Observer,
+) -> Result<Output, PipelineError> {
+    let video = req.mode == Mode::AudioVideo;
+    if video {
+        req.size.check()?;
+    }
+    if !video && req.first_frame.is_some() {
+        return Err(PipelineError::Input("a first frame needs video output (mode audio+video)".into()));
+    }
+    let format = models.format();
+
+    // Prompts: positive and negative, one batch through the text encoder.
+    let positive = models.tokenizer.encode(&req.prompt).map_err(ModelError::from)?;
+    let default_negative = if video { VIDEO_NEGATIVE_PROMPT } else { AUDIO_NEGATIVE_PROMPT };
+    let negative = models
+        .tokenizer
+        .encode_negative(req.negative_prompt.as_deref().unwrap_or(default_negative))
+        .map_err(ModelError::from)?;
+    for t in [&positive, &negative] {
+        if let Some(w) = t.warning() {
+            obs.event(Event::Warning(w))?;
+        }
+    }
+    let speakers = speaker_plan(&positive, req.voices.len(), obs)?;
+    if models.text.is_none() {
+        let c = models.configs.t5.clone();
+        let t = models.with_source("umt5", || c.key_table(), obs, |s| TextEncoder::load(g, s, c.clone(), format))?;
+        models.text = Some(t);
+    }
+    obs.event(Event::Stage { stage: Stage::Text, total: 2 })?;
+    let text = models.text.as_ref().ok_or_else(|| PipelineError::Input("text encoder not loaded".into()))?;
+    let mut ctx = text.encode(g, &[&positive.ids, &negative.ids])?;
+    let negative_ctx = ctx.pop().ok_or_else(|| PipelineError::Input("no negative context".into()))?;
+    let positive_ctx = ctx.pop().ok_or_else(|| PipelineError::Input("no positive context".into()))?;
+    g.wait().map_err(ModelError::from)?;
+    obs.event(Event::Progress { stage: Stage::Text, done: 2 })?;
+    if !models.keep_loaded {
+        models.text = None;
+        g.trim();
+    }
+
+    // Voices → speaker embeddings, placed as the reference places them.
+    let speakers = match speakers {
+        None => None,
+        Some(positions) => {
+            if models.speaker.is_none() {
+                let c = models.configs.speaker.clone();
+                let s = match &models.source {
+                    ModelSource::Tiny => SpeakerEncoder::seeded(g, c, TINY_SEED, format)?,
+                    ModelSource::Dir(_) => {
+                        models.with_source("redimnet", || c.key_table(), obs, |s| SpeakerEncoder::load(g, s, c.clone(), format))?
+                    }
+                };
+                models.speaker = Some(s);
+            }
+            let enc = models.speaker.as_ref().ok_or_else(|| PipelineError::Input("speaker encoder".into()))?;
+            obs.event(Event::Stage { stage: Stage::Voices, total: req.voices.len() as u64 })?;
+            let mut embeddings = Vec::new();
+            for (i, v) in req.voices.iter().enumerate() {
+                embeddings.push(enc.embed_async(g, v).await?);
+                obs.event(Event::Progress { stage: Stage::Voices, done: i as u64 + 1 })?;
+            }
+            if !models.keep_loaded {
+                models.speaker = None;
+            }
+            // One voice serves every span (the reference broadcasts a single embedding); extra voices are unused.
+            if embeddings.len() == 1 && positions.len() > 1 {
+                embeddings = vec![embeddings[0].clone(); positions.len()];
+            }
+            embeddings.truncate(positions.len().max(1));
+            Some(Speakers { embeddings, positions: Some(positions) })
+        }
+    };
+    let has_speaker_embeddings = speakers.is_some();
+
+    // Latent shapes and the first frame.
+    let (h, w) = req.size.latent();
+    let c = &models.configs.dit;
+    let shape = LatentShape {
+        video: video.then_some([c.vid_in_dim, req.length.latent_frames, h, w]),
+        audio: [req.length.audio_tokens(), c.audio_in_dim],
+    };
+    let first_frame = match &req.first_frame {
+        None => None,
+        Some(img) => {
+            load_vae(g, models, obs, format)?;
+            obs.event(Event::Stage { stage: Stage::Image, total: 1 })?;
+            let vae = models.video_vae.as_ref().ok_or_else(|| PipelineError::Input("video VAE".into()))?;
+            let pixels = crate::model::video_vae::image::resize_center_crop(
+                &img.rgb,
+                img.width,
+                img.height,
+                req.size.height,
+                req.size.width,
+            )?;
+            let t = g.upload_f32("first frame", &pixels, &[3, req.size.height, req.size.width]).map_err(ModelError::from)?;
+            let z = vae.encode_image(g, &t)?;
+            let z = g.read_f32(&z).await.map_err(ModelError::from)?;
+            obs.event(Event::Progress { stage: Stage::Image, done: 1 })?;
+            Some(z)
+        }
+    };
+
+    // Denoising.
+    if models.dit.is_none() {
+        let c = models.configs.dit.clone();
+        let opts = LoadOptions { format, offload: models.offload };
+        let d = models.with_source("nava-dit", || c.key_table(DIT_PREFIX), obs, |s| {
+            Dit::load_with(g, s, DIT_PREFIX, c.clone(), &opts)
+        })?;
+        models.dit = Some(d);
+    }
+    let dit = models.dit.as_ref().ok_or_else(|| PipelineError::Input("denoiser".into()))?;
+    let contexts = PassContexts::new(
+        g,
+        dit,
+        &Conditioning { positive: &positive_ctx, negative: &negative_ctx, speakers },
+    )?;
+    drop((positive_ctx, negative_ctx));
+    let (v0, a0) = initial_latents(req.seed, shape.video, shape.audio);
+    let steps = req.sample.num_steps as u64;
+    obs.event(Event::Stage { stage: Stage::Denoise, total: steps })?;
+    let mut sample = req.sample;
+    if !video {
+        // The reference's text→audio configuration (nava_seedtts.yaml) has no align pass.
+        sample.guidance.align_3d_cfg = false;
+    }
+    let mut stop = None;
+    let latents = denoise(
+        g,
+        dit,
+        &contexts,
+        &sample,
+        shape,
+        PerModality { video: v0, audio: a0 },
+        first_frame.as_deref(),
+        has_speaker_embeddings,
+        &mut |done, _| match obs.event(Event::Progress { stage: Stage::Denoise, done: done as u64 }) {
+            Ok(()) => true,
+            Err(e) => {
+                stop = Some(e);
+                false
+            }
+        },
+    )
+    .await;
+    let latents = match (latents, stop) {
+        (_, Some(e)) => return Err(e),
+        (r, None) => r?,
+    };
+    drop(contexts);
+    if !models.keep_loaded {
+        models.dit = None;
+        g.trim();
+    }
+
+    // Video decode, frames streamed out.
+    let mut frames = 0;
+    if let Some(vshape) = shape.video {
+        load_vae(g, models, obs, format)?;
+        let vae = models.video_vae.as_ref().ok_or_else(|| PipelineError::Input("video VAE".into()))?;
+        obs.event(Event::Stage { stage: Stage::VideoDecode, total: req.length.pixel_frames() as u64 })?;
+        let z = g.upload_f32("video latent", &latents.video, &vshape).map_err(ModelError::from)?;
+        let mut failed = None;
+        let tiling = decode_tiling(vae, vshape, models.vram_budget())?;
+        vae.decode_async(g, &z, tiling.as_ref(), &mut |index, f| {
+            let frame = Frame::from_planar(&f.data, f.height, f.width)
+                .ok_or_else(|| ModelError::Input { what: "frame".into(), problem: "not [3, H, W]".into() })?;
+            let r = obs
+                .event(Event::Frame { index, frame: &frame })
+                .and_then(|_| obs.event(Event::Progress { stage: Stage::VideoDecode, done: index as u64 + 1 }));
+            frames += 1;
+            r.map_err(|e| {
+                let msg = e.to_string();
+                failed = Some(e);
+                ModelError::Input { what: "frame consumer".into(), problem: msg }
+            })
+        })
+        .await
+        .map_err(|e| failed.take().unwrap_or(PipelineError::Model(e)))?;
+        if !models.keep_loaded {
+            models.video_vae = None;
+            g.trim();
+        }
+    }
+
+    // Audio decode: latent tokens → log-mel → vocoder → 48 kHz → the output rate.
+    if models.audio.is_none() {
+        let (ac, vc) = (models.configs.audio_vae.clone(), models.configs.vocoder.clone());
+        let table = || {
+            let mut t = ac.decoder_key_table();
+            t.extend(vc.key_table());
+            t
+        };
+        let pair = models.with_source("ltx-audio-vae", table, obs, |s| {
+            Ok((AudioDecoder::load(g, s, ac.clone(), format)?, Vocoder::load(g, s, vc.clone(), format)?))
+        })?;
+        models.audio = Some(pair);
+    }
+    let (decoder, vocoder) = models.audio.as_ref().ok_or_else(|| PipelineError::Input("audio decoder".into()))?;
+    obs.event(Event::Stage { stage: Stage::AudioDecode, total: 1 })?;
+    let tokens = g.upload_f32("audio latent", &latents.audio, &shape.audio).map_err(ModelError::from)?;
+    let mel = decoder.decode(g, &tokens, None)?;
+    let wave = vocoder.decode_audio(g, &mel, req.audio_rate as usize)?;
+    let [channels, n]: [usize; 2] = wave
+        .shape()
+        .try_into()
+        .map_err(|_| PipelineError::Input(format!("vocoder output {:?} is not [channels, samples]", wave.shape())))?;
+    let samples = g.read_f32(&wave).await.map_err(ModelError::from)?;
+    let planes: Vec<Vec<f32>> = samples.chunks(n.max(1)).take(channels).map(<[f32]>::to_vec).collect();
+    obs.event(Event::Progress { stage: Stage::AudioDecode, done: 1 })?;
+    if !models.keep_loaded {
+        models.audio = None;
+        g.trim();
+    }
+    Ok(Output { frames, audio: Audio::from_planar(req.audio_rate, &planes) })
+}
+
+/// Spatial tiles for the video decode when a memory budget is set and the whole frame would not fit it.
+fn decode_tiling(
+    vae: &VideoVae,
+    [_, f, h, w]: [usize; 4],
+    budget: Option<u64>,
+) -> Result<Option<crate::model::video_vae::Tiling>, PipelineError> {
+    match budget {
+        None => Ok(None),
+        Some(b) => Ok(crate::model::video_vae::Tiling::for_budget(&vae.config, [h, w], f, b)?),
+    }
+}
+
+fn load_vae(g: &Gpu, models: &mut Models, obs: &mut dyn Observer, format: WeightFormat) -> Result<(), PipelineError> {
+    if models.video_vae.is_none() {
+        let c = models.configs.vae.clone();
+        let v = models.with_source("wan-vae", || c.key_table(), obs, |s| VideoVae::load(g, s, c.clone(), format))?;
+        models.video_vae = Some(v);
+    }
+    Ok(())
+}
+
+/// Where the voices go (§5.2, `prepare_transformer_block_kwargs`): the caption's `<extra_id_2>` positions when voices
+/// are given. With more voices than spans the extra ones are unused; one voice serves every span; several voices
+/// but fewer than the spans is an error (the reference fails on the shape). Voices without any `<S>` span still
+/// enable the timbre pass but change no context row, as in the reference.
+fn speaker_plan(
+    positive: &Tokens,
+    voices: usize,
+    obs: &mut dyn Observer,
+) -> Result<Option<Vec<usize>>, PipelineError> {
+    let spans = positive.speaker_positions.len();
+    if voices == 0 {
+        return Ok(None);
+    }
+    if spans == 0 {
+        obs.event(Event::Warning(format!(
+            "{voices} voice(s) given but the prompt has no <S>…<E> speech span: no voice is placed (write the \
+             speech as <S>words<E>)"
+        )))?;
+    } else if voices > spans {
+        obs.event(Event::Warning(format!(
+            "{voices} voices for {spans} <S> span(s): the last {} voice(s) are not used",
+            voices - spans
+        )))?;
+    } else if voices > 1 && voices < spans {
+        return Err(PipelineError::Input(format!(
+            "{voices} voices for {spans} <S> spans: give one voice per span, or a single voice for all of them"
+        )));
+    }
+    Ok(Some(positive.speaker_positions.clone()))
+}
+
