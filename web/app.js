@@ -48,7 +48,10 @@ function report(e) {
 
 // ---- progress -------------------------------------------------------------------------------------------
 
-const STAGES = { weights: 'Weights', text: 'Text encoder', denoise: 'Denoising', video: 'Video decoder', audio: 'Audio decoder' };
+const STAGES = {
+  weights: 'Weights', text: 'Text encoder', voices: 'Reference voices', image: 'First frame',
+  denoise: 'Denoising (steps)', video: 'Video decoder (frames)', audio: 'Audio decoder',
+};
 
 function stage(name, done, total) {
   let li = document.querySelector(`#stages li[data-stage="${name}"]`);
@@ -278,22 +281,40 @@ $('load').addEventListener('click', () => run(async (signal) => {
 // ---- generation -------------------------------------------------------------------------------------------
 
 async function readRequest() {
-  const [w, h] = $('aspect').value.split(':').map(Number);
+  const [a, b] = $('aspect').value.split(':').map(Number);
   const short = Number($('size').value);
-  const scale = short / Math.min(w, h);
+  // Sides are multiples of 32 pixels (the latent grid).
+  const long = Math.max(32, Math.round((short * Math.max(a, b)) / Math.min(a, b) / 32) * 32);
+  const [width, height] = a >= b ? [long, short] : [short, long];
   const image = $('image').files[0];
-  const voices = [...$('voices').files];
   return {
     prompt: $('prompt').value,
     negativePrompt: $('negative').value,
-    width: Math.round((w * scale) / 16) * 16 || 16,
-    height: Math.round((h * scale) / 16) * 16 || 16,
+    width,
+    height,
     seconds: Number($('duration').value),
     steps: Number($('steps').value),
     seed: Number($('seed').value),
     firstFrame: image ? await imagePixels(image) : null,
-    voices: await Promise.all(voices.map(async (f) => new Uint8Array(await f.arrayBuffer()))),
+    voices: await Promise.all([...$('voices').files].map(voiceSamples)),
   };
+}
+
+// A reference voice decoded by the browser and mixed to mono; the engine resamples it to 16 kHz.
+async function voiceSamples(file) {
+  const ctx = new OfflineAudioContext(1, 1, 16000);
+  let buf;
+  try {
+    buf = await ctx.decodeAudioData(await file.arrayBuffer());
+  } catch (e) {
+    throw named('input', `${file.name} is not audio this browser can decode (${e.message || e}); give a .wav file.`);
+  }
+  const samples = new Float32Array(buf.length);
+  for (let c = 0; c < buf.numberOfChannels; c++) {
+    const d = buf.getChannelData(c);
+    for (let i = 0; i < d.length; i++) samples[i] += d[i] / buf.numberOfChannels;
+  }
+  return { rate: buf.sampleRate, samples };
 }
 
 // The first frame as RGBA pixels at its own size; the library scales and crops it.
@@ -313,17 +334,19 @@ async function imagePixels(file) {
 $('form').addEventListener('submit', (ev) => {
   ev.preventDefault();
   run(async (signal) => {
-    if (typeof engine.generate !== 'function') {
-      throw named('unsupported', 'Generation is not part of this build yet: the engine can open the GPU and load weights only.');
+    if (source() !== 'tiny') {
+      throw named('unsupported', 'Generation in the browser runs the built-in tiny model for now: converted models ' +
+        'load into GPU buffers (Load model), but the generation pipeline reads them only natively (`nava generate --weights`).');
     }
     state.status = 'loading';
-    if (!state.model || state.model.kind !== source()) await loadModel(signal);
+    await loadModel(signal);
     const request = await readRequest();
     state.status = 'running';
     const frames = [];
     const t0 = performance.now();
     const out = await engine.generate(request, (ev) => {
       if (ev.type === 'stage') stage(ev.stage, ev.done, ev.total);
+      else if (ev.type === 'warning') warn('generation', ev.message);
       else if (ev.type === 'frame') frames[ev.index] = new ImageData(ev.rgba, ev.width, ev.height);
     });
     showResult({ ...out, frames, seconds: (performance.now() - t0) / 1000 });

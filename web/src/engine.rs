@@ -4,6 +4,8 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use nava::gpu::{DType, Gpu};
+use nava::model::dit::Offload;
+use nava::pipeline::generate::{generate, ModelSource, Models};
 use nava::weights::manifest::Manifest;
 use wasm_bindgen::prelude::*;
 
@@ -20,6 +22,8 @@ impl From<WebError> for JsValue {
             WebError::ModelTooLarge { .. } => "model-too-large",
             WebError::ShardLength { .. } | WebError::MissingArrays { .. } => "shard",
             WebError::Cancelled => "cancelled",
+            WebError::Input(_) => "input",
+            WebError::Pipeline(_) => "generation",
             _ => "internal",
         };
         err.set_name(kind);
@@ -59,6 +63,7 @@ pub async fn open_engine() -> Result<Engine, JsValue> {
         manifest: None,
         shard: None,
         cancel: Rc::new(Cell::new(false)),
+        models: Rc::new(RefCell::new(None)),
     })
 }
 
@@ -70,6 +75,8 @@ pub struct Engine {
     manifest: Option<Manifest>,
     shard: Option<ShardUpload>,
     cancel: Rc<Cell<bool>>,
+    /// The tiny model, kept between runs.
+    models: Rc<RefCell<Option<Models>>>,
 }
 
 #[wasm_bindgen]
@@ -144,6 +151,28 @@ impl Engine {
             _ => self.gpu.read_f32(&t).await.map_err(WebError::from)?.into_iter().map(f64::from).collect(),
         };
         Ok(values.iter().sum())
+    }
+
+    /// Runs one generation on the built-in tiny model. `on_event` receives `{type: 'stage', stage, done, total}`,
+    /// `{type: 'frame', index, width, height, rgba}` and `{type: 'warning', message}`; resolves to
+    /// `{fps, frames, sampleRate, left, right}`.
+    pub async fn generate(&self, request: JsValue, on_event: js_sys::Function) -> Result<JsValue, JsValue> {
+        self.cancel.set(false);
+        let req = crate::generate::request(&request)?;
+        let taken = self.models.borrow_mut().take();
+        let mut models = match taken {
+            Some(m) => m,
+            None => {
+                let mut m = Models::open(&ModelSource::Tiny, None, Offload::Never).map_err(WebError::from)?;
+                m.keep_loaded = true;
+                m
+            }
+        };
+        let mut obs = crate::generate::PageObserver::new(on_event, self.cancel.clone());
+        let out = generate(&self.gpu, &mut models, &req, &mut obs).await;
+        *self.models.borrow_mut() = Some(models);
+        let out = out.map_err(WebError::from)?;
+        Ok(crate::generate::output(&out))
     }
 
     /// Stops the load or run in progress at its next chunk or step.

@@ -2,6 +2,7 @@
 //! shows it as it is.
 
 use nava::gpu::GpuError;
+use nava::pipeline::PipelineError;
 use nava::weights::WeightError;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,8 +32,22 @@ pub enum WebError {
     NoShard,
     #[error("cancelled")]
     Cancelled,
+    #[error("{0}")]
+    Input(String),
+    #[error(transparent)]
+    Pipeline(nava::pipeline::PipelineError),
     #[error(transparent)]
     Weights(#[from] WeightError),
     #[error(transparent)]
     Gpu(#[from] GpuError),
+}
+
+impl From<PipelineError> for WebError {
+    fn from(e: PipelineError) -> Self {
+        match e {
+            PipelineError::Cancelled => WebError::Cancelled,
+            PipelineError::Input(m) => WebError::Input(m),
+            e => WebError::Pipeline(e),
+        }
+    }
 }

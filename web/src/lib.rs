@@ -11,6 +11,8 @@ mod engine;
 #[cfg(target_arch = "wasm32")]
 mod error;
 #[cfg(target_arch = "wasm32")]
+mod generate;
+#[cfg(target_arch = "wasm32")]
 mod stream;
 
 #[cfg(target_arch = "wasm32")]
