@@ -40,7 +40,7 @@ fn set(o: &Object, name: &str, v: impl Into<JsValue>) {
     let _ = Reflect::set(o, &JsValue::from_str(name), &v.into());
 }
 
-/// The page's request object: `{prompt, negativePrompt, width, height, seconds, steps, seed,
+/// The page's request object for the built-in tiny model: `{prompt, negativePrompt, width, height, seconds, steps, seed,
 /// firstFrame?: {width, height, rgba}, voices: [{rate, samples: Float32Array}]}` (voices decoded and mixed to
 /// mono by the page).
 pub fn request(o: &JsValue) -> Result<Request, WebError> {
@@ -48,7 +48,9 @@ pub fn request(o: &JsValue) -> Result<Request, WebError> {
     if prompt.trim().is_empty() {
         return Err(WebError::Input("write a prompt".into()));
     }
-    let negative = field(o, "negativePrompt").as_string().filter(|s| !s.trim().is_empty());
+    // The tiny model's text context (32 tokens) is shorter than the reference's default negative prompt, and its
+    // seeded weights give a negative prompt no meaning: it gets an empty one unless the page sends text.
+    let negative = field(o, "negativePrompt").as_string().filter(|s| !s.trim().is_empty()).or(Some(String::new()));
     let size = Size { width: number(o, "width")? as usize, height: number(o, "height")? as usize };
     size.check()?;
     let steps = number(o, "steps")?;
