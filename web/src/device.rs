@@ -78,7 +78,8 @@ impl Needs {
     /// adapter's own buffer and binding sizes.
     pub fn request(&self, adapter: &wgpu::Limits) -> wgpu::Limits {
         let mut l = wgpu::Limits::default();
-        l.max_storage_buffers_per_shader_stage = self.storage_buffers_per_stage.max(l.max_storage_buffers_per_shader_stage);
+        l.max_storage_buffers_per_shader_stage =
+            self.storage_buffers_per_stage.max(l.max_storage_buffers_per_shader_stage);
         l.max_compute_invocations_per_workgroup =
             self.invocations_per_workgroup.max(l.max_compute_invocations_per_workgroup);
         l.max_compute_workgroup_size_x = self.invocations_per_workgroup.max(l.max_compute_workgroup_size_x);

@@ -187,7 +187,8 @@ extern "C" {
 pub fn output(out: &Output) -> JsValue {
     let a = &out.audio;
     let channels = usize::from(a.channels.max(1));
-    let plane = |c: usize| -> Vec<f32> { a.samples.iter().skip(c.min(channels - 1)).step_by(channels).copied().collect() };
+    let plane =
+        |c: usize| -> Vec<f32> { a.samples.iter().skip(c.min(channels - 1)).step_by(channels).copied().collect() };
     let o = Object::new();
     set(&o, "fps", FPS as f64);
     set(&o, "frames", out.frames as f64);

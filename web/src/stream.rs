@@ -38,7 +38,13 @@ pub fn plan(text: &str, max_buffer: u64) -> Result<(Manifest, serde_json::Value)
         for t in &model.tensors {
             for p in t.parts.iter().chain(&t.scales) {
                 if p.shard >= model.shards.len() {
-                    return Err(bad(format!("{}: `{}` names shard {}, of {}", model.name, t.name, p.shard, model.shards.len())));
+                    return Err(bad(format!(
+                        "{}: `{}` names shard {}, of {}",
+                        model.name,
+                        t.name,
+                        p.shard,
+                        model.shards.len()
+                    )));
                 }
             }
             // A tensor is cut by rows across shards, so one array's bytes bound one buffer.

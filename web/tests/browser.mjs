@@ -149,18 +149,31 @@ await test('tiny model generates video with audio, and the recording plays', asy
 
 await test('Cancel in the middle of a step', async () => {
   await needGenerate();
+  // Cancel is pressed from the page itself as soon as the first denoising step is reported, so the press lands
+  // while the second step runs however fast the adapter is.
   await page.evaluate(() => {
     document.querySelector('input[name=source][value=tiny]').checked = true;
     Object.assign(document.getElementById('size'), { value: '64' });
     Object.assign(document.getElementById('steps'), { value: '40' });
+    window.cancelledAt = null;
+    const watch = new MutationObserver(() => {
+      const count = document.querySelector('#stages li[data-stage=denoise] .count');
+      if (count && /^[1-9]/.test(count.textContent) && !window.cancelledAt) {
+        window.cancelledAt = count.textContent;
+        document.getElementById('cancel').click();
+        watch.disconnect();
+      }
+    });
+    watch.observe(document.getElementById('stages'), { subtree: true, childList: true, characterData: true });
     document.getElementById('generate').click();
   });
-  await until(page, () => nava.status === 'running' && document.querySelector('#stages li[data-stage=denoise]'), 300_000, 'denoising to start');
-  await page.evaluate(() => document.getElementById('cancel').click());
-  await until(page, () => nava.status !== 'running', 300_000, 'the run to stop');
+  await until(page, () => !['loading', 'running'].includes(nava.status), 300_000, 'the run to stop');
   const s = await state(page);
   check(s.status === 'cancelled', `status ${s.status}: ${JSON.stringify(s.error)}`);
   check((await message(page)).includes('Cancelled'), 'no message says it was cancelled');
+  const [at, after] = await page.evaluate(() => [window.cancelledAt, document.querySelector('#stages li[data-stage=denoise] .count').textContent]);
+  console.log(`  Cancel pressed at denoising step ${at}; stopped at ${after}`);
+  check(!/^(\d+) \/ \1$/.test(after), `denoising finished (${after}) before Cancel took effect`);
   await usable(page);
 });
 

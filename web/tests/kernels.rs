@@ -131,7 +131,10 @@ async fn attention_matches_softmax_formula() {
             for h in 0..heads {
                 let qi = &q[(i * heads + h) * d..][..d];
                 let s: Vec<f64> = (0..lk)
-                    .map(|j| qi.iter().zip(&k[(j * heads + h) * d..][..d]).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() * scale)
+                    .map(|j| {
+                        qi.iter().zip(&k[(j * heads + h) * d..][..d]).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>()
+                            * scale
+                    })
                     .collect();
                 let mx = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let e: Vec<f64> = s.iter().map(|s| (s - mx).exp()).collect();
@@ -151,7 +154,8 @@ async fn layer_norm_and_rms_norm() {
     let g = gpu().await;
     for (i, &cols) in [1usize, 7, 100, 257, 3072].iter().enumerate() {
         let rows = 3;
-        let (x, w, b) = (rand_vec(40 + i as u64, rows * cols), rand_vec(50 + i as u64, cols), rand_vec(60 + i as u64, cols));
+        let (x, w, b) =
+            (rand_vec(40 + i as u64, rows * cols), rand_vec(50 + i as u64, cols), rand_vec(60 + i as u64, cols));
         let (xt, wt, bt) = (up(&g, &x, &[rows, cols]), up(&g, &w, &[cols]), up(&g, &b, &[cols]));
         let ln = read(&g, &layer_norm(&g, &xt, Some(&wt), Some(&bt), 1e-6, None).unwrap()).await;
         let rms = read(&g, &rms_norm(&g, &xt, &wt, 1e-6).unwrap()).await;
