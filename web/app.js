@@ -49,7 +49,7 @@ function report(e) {
 // ---- progress -------------------------------------------------------------------------------------------
 
 const STAGES = {
-  weights: 'Weights', text: 'Text encoder', voices: 'Reference voices', image: 'First frame',
+  weights: 'Weights (per model, as each stage needs it)', text: 'Text encoder', voices: 'Reference voices', image: 'First frame',
   denoise: 'Denoising (steps)', video: 'Video decoder (frames)', audio: 'Audio decoder',
 };
 
@@ -110,8 +110,10 @@ async function start() {
     // Browsers leave the name empty; their GPUAdapterInfo describes the device instead.
     const info = await navigator.gpu.requestAdapter().then((x) => x && x.info).catch(() => null);
     a.name = info ? [info.vendor, info.architecture, info.description].filter(Boolean).join(' ') : '';
+    // Some browsers hide the adapter's identity.
+    if (!a.name) a.name = a.deviceType === 'Cpu' ? 'a software WebGPU adapter' : 'a WebGPU adapter';
   }
-  $('adapter-status').textContent = `${a.name || '(unnamed adapter)'} — ${a.deviceType}, ${a.backend}`;
+  $('adapter-status').textContent = `${a.name} — ${a.deviceType}, ${a.backend}`;
   const rows = [
     ['driver', `${a.driver} ${a.driverInfo}`.trim() || '—'],
     ['shader-f16', a.shaderF16 ? 'yes' : 'no'],
@@ -345,8 +347,12 @@ $('form').addEventListener('submit', (ev) => {
     const frames = [];
     const t0 = performance.now();
     const out = await engine.generate(request, (ev) => {
-      if (ev.type === 'stage') stage(ev.stage, ev.done, ev.total);
-      else if (ev.type === 'warning') warn('generation', ev.message);
+      if (ev.type === 'stage') {
+        // Each model's weights load just before its stage: once the stage runs, its load is complete.
+        const w = document.querySelector('#stages li[data-stage=weights] progress');
+        if (ev.stage !== 'weights' && w) w.value = w.max;
+        stage(ev.stage, ev.done, ev.total);
+      } else if (ev.type === 'warning') warn('generation', ev.message);
       else if (ev.type === 'frame') frames[ev.index] = new ImageData(ev.rgba, ev.width, ev.height);
     });
     showResult({ ...out, frames, seconds: (performance.now() - t0) / 1000 });
