@@ -40,9 +40,9 @@ fn set(o: &Object, name: &str, v: impl Into<JsValue>) {
     let _ = Reflect::set(o, &JsValue::from_str(name), &v.into());
 }
 
-/// The page's request object for the built-in tiny model: `{prompt, negativePrompt, width, height, seconds, steps, seed,
-/// firstFrame?: {width, height, rgba}, voices: [{rate, samples: Float32Array}]}` (voices decoded and mixed to
-/// mono by the page).
+/// The page's request object for the built-in tiny model: `{prompt, negativePrompt, width, height, seconds,
+/// steps, seed, firstFrame?: {width, height, rgba}, voices: [{rate, samples: Float32Array}]}` (voices decoded and
+/// mixed to mono by the page).
 pub fn request(o: &JsValue) -> Result<Request, WebError> {
     let prompt = field(o, "prompt").as_string().unwrap_or_default();
     if prompt.trim().is_empty() {

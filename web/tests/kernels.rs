@@ -1,6 +1,7 @@
 //! Kernel families in a real browser's WebGPU (SwiftShader in Chromium, lavapipe in Firefox) against CPU
 //! references written from the formulas, the same way `tests/kernels/` checks them natively: GEMM (f32 with
-//! bias + GELU, q8), flash attention, LayerNorm, RMSNorm, softmax, RoPE, conv1d and broadcast add.
+//! bias + GELU, q8, f16 activations where offered), flash attention, LayerNorm, RMSNorm, softmax, RoPE, conv1d
+//! and broadcast add.
 //! Run by `web/run-tests` through `wasm-bindgen-test-runner` in headless Chromium and Firefox.
 #![cfg(target_arch = "wasm32")]
 
@@ -265,4 +266,23 @@ async fn broadcast_add_row() {
     let y = read(&g, &binary(&g, &up(&g, &a, &[rows, cols]), &up(&g, &b, &[cols]), Binary::Add).unwrap()).await;
     let want: Vec<f32> = a.iter().enumerate().map(|(i, v)| v + b[i % cols]).collect();
     assert_close("add", &y, &want, 0.0, 0.0);
+}
+
+/// f16 activations where the browser offers shader-f16 (Firefox on lavapipe; not Chromium's SwiftShader): the
+/// product of the f16-rounded inputs, rounded once to f16.
+#[wasm_bindgen_test]
+async fn gemm_f16_activations_where_offered() {
+    let g = gpu().await;
+    if !g.caps.shader_f16 {
+        wasm_bindgen_test::console_log!("gemm_f16_activations_where_offered: skipped, the adapter has no shader-f16");
+        return;
+    }
+    let (m, n, k) = (7, 13, 40);
+    let (x, w, b) = (rand_vec(60, m * k), rand_vec(61, n * k), rand_vec(62, n));
+    let xr: Vec<f32> = x.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect();
+    let wt = Weight::from_f32(&g, "w", WeightFormat::F32, n, k, &w).unwrap();
+    let xt = g.upload_as_f16("x", &x, &[m, k]).unwrap();
+    let y = gemm(&g, &xt, &wt, Epilogue { bias: Some(&up(&g, &b, &[n])), act: Act::GeluTanh }).unwrap();
+    assert_eq!(y.dtype(), nava::gpu::DType::F16);
+    assert_close("gemm f16 activations", &read(&g, &y).await, &gemm_ref(&xr, &w, &b, m, n, k, true), 1e-3, 1e-3);
 }
