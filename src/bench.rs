@@ -139,6 +139,7 @@ pub fn block_bench(
             Segment { rows: 0..video, modality: Modality::Video, t_index: 0 },
             Segment { rows: video..video + audio, modality: Modality::Audio, t_index: 0 },
         ],
+        copies: 1,
     };
     let l = rows.total();
     let time =
@@ -154,7 +155,7 @@ pub fn block_bench(
             let kv = b.cross_kv(g, &ctx, heads, eps)?;
             g.reset_peak_memory();
             time_loop(g, budget_s, 1, || {
-                b.forward(g, c, &x, &rows, &time, &kv, &rope, None)
+                b.forward(g, c, &x, &rows, &time, &[&kv], &rope, None)
                     .map_err(|e| KernelError::Unsupported { op: "block bench", what: e.to_string() })
             })?
         }
@@ -163,7 +164,7 @@ pub fn block_bench(
             let kv = b.cross_kv(g, &ctx, heads, eps)?;
             g.reset_peak_memory();
             time_loop(g, budget_s, 1, || {
-                b.forward(g, c, &x, &rows, &time, &kv, &rope, None)
+                b.forward(g, c, &x, &rows, &time, &[&kv], &rope, None)
                     .map_err(|e| KernelError::Unsupported { op: "block bench", what: e.to_string() })
             })?
         }

@@ -261,3 +261,54 @@ fn audio_only_equals_the_audio_rows_of_the_masked_joint_pass() {
     let e = dit.rows(&bad).unwrap_err().to_string();
     assert!(e.contains("needs a video latent"), "{e}");
 }
+
+/// The guidance passes of a step as one batch: stacked sequences with their own contexts, masked and unmasked,
+/// give what each pass gives alone (plain and image-to-video layouts).
+#[test]
+fn batched_passes_equal_separate_passes() {
+    use nava::gpu::{Gpu, GpuOptions};
+    use nava::kernels::gemm::WeightFormat;
+    use nava::model::dit::{Dit, DitInput};
+    let Some(dir) = dit_cases().into_iter().next() else {
+        println!("skipped: no nava_dit case");
+        return;
+    };
+    let g = Gpu::new_blocking(&GpuOptions::from_env()).expect("a GPU adapter");
+    let (c, ck, [video, audio, context]) = open_case(&g, &dir, "joint");
+    let dit = Dit::load(&g, &ck, PREFIX, c.clone(), WeightFormat::F32).unwrap();
+    let positive = dit.prepare_context(&g, &context, &context, None).unwrap();
+    let n = context.shape()[0];
+    let neg_values: Vec<f32> = (0..n * c.text_dim).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+    let neg = g.upload_f32("negative", &neg_values, &[n, c.text_dim]).unwrap();
+    let negative = dit.prepare_context(&g, &neg, &neg, None).unwrap();
+    for i2v in [false, true] {
+        let pass = |masked| DitInput {
+            video: Some(&video),
+            audio: &audio,
+            t: 733.0,
+            first_frame_is_clean: i2v,
+            masking_modality: masked,
+        };
+        let inputs = [pass(false), pass(false), pass(true)];
+        let ctxs = [&positive, &negative, &positive];
+        let batched = dit.forward_batch(&g, &inputs, &ctxs, None).unwrap();
+        for (k, (inp, ctx)) in inputs.iter().zip(ctxs).enumerate() {
+            let alone = dit.forward(&g, inp, ctx, None).unwrap();
+            for (what, a, b) in [
+                ("video", alone.video.as_ref().unwrap(), batched[k].video.as_ref().unwrap()),
+                ("audio", &alone.audio, &batched[k].audio),
+            ] {
+                let (a, b) = (g.read_f32_blocking(a).unwrap(), g.read_f32_blocking(b).unwrap());
+                let scale = a.iter().fold(0f32, |m, v| m.max(v.abs())).max(1.0);
+                let err = a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+                assert!(err <= 1e-5 * scale, "i2v {i2v}, pass {k}, {what}: max diff {err:e}");
+            }
+        }
+    }
+    // Passes of different timesteps cannot share a batch.
+    let a =
+        DitInput { video: Some(&video), audio: &audio, t: 1.0, first_frame_is_clean: false, masking_modality: false };
+    let b = DitInput { t: 2.0, ..a };
+    let e = dit.forward_batch(&g, &[a, b], &[&positive, &positive], None).err().unwrap().to_string();
+    assert!(e.contains("run it separately"), "{e}");
+}

@@ -546,6 +546,7 @@ fn t2v_rows(grid: [usize; 3], audio: usize) -> Rows {
             Segment { rows: 0..video, modality: Modality::Video, t_index: 0 },
             Segment { rows: video..video + audio, modality: Modality::Audio, t_index: 0 },
         ],
+        copies: 1,
     }
 }
 
@@ -562,6 +563,7 @@ fn i2v_rows(grid: [usize; 3], audio: usize) -> Rows {
             Segment { rows: frame..video, modality: Modality::Video, t_index: 0 },
             Segment { rows: video..video + audio, modality: Modality::Audio, t_index: 0 },
         ],
+        copies: 1,
     }
 }
 
@@ -658,7 +660,7 @@ fn double_block_at_nava_6b_width_matches_cpu_joint_and_masked() {
     let got: Vec<Vec<f32>> = modes
         .iter()
         .map(|&m| {
-            run_gpu(g, &inp.x, c.dim, |x| block.forward(g, &c, x, &rows, &time, &kv, &rope, m.then_some(&segs[..])))
+            run_gpu(g, &inp.x, c.dim, |x| block.forward(g, &c, x, &rows, &time, &[&kv], &rope, m.then_some(&segs[..])))
         })
         .collect();
     println!("double block: {} rows, 2 forwards on the adapter in {:.1?}", rows.total(), t.elapsed());
@@ -700,7 +702,7 @@ fn single_block_at_nava_6b_width_matches_cpu_i2v_joint_and_masked() {
     let got: Vec<Vec<f32>> = modes
         .iter()
         .map(|&m| {
-            run_gpu(g, &inp.x, c.dim, |x| block.forward(g, &c, x, &rows, &time, &kv, &rope, m.then_some(&segs[..])))
+            run_gpu(g, &inp.x, c.dim, |x| block.forward(g, &c, x, &rows, &time, &[&kv], &rope, m.then_some(&segs[..])))
         })
         .collect();
     println!("single block: {} rows, 2 forwards on the adapter in {:.1?}", rows.total(), t.elapsed());

@@ -7,6 +7,17 @@ use nava::kernels::gemm::WeightFormat;
 
 #[derive(Subcommand)]
 pub enum BenchCmd {
+    /// A whole generation (the built-in tiny model by default), timed per stage; last line frames/s.
+    Generate {
+        /// A converted weights directory instead of the tiny model.
+        #[arg(long)]
+        weights: Option<std::path::PathBuf>,
+        /// Latent frames (tiny default 13; 37 with weights).
+        #[arg(long)]
+        latent_frames: Option<usize>,
+        #[arg(long)]
+        steps: Option<usize>,
+    },
     /// y = x·Wᵀ with x [m, k] and W [n, k] stored in the given format.
     Gemm {
         #[arg(long, default_value_t = 1024)]
@@ -183,6 +194,9 @@ pub fn run(opts: &GpuOptions, cmd: BenchCmd) -> Result<(), Box<dyn std::error::E
             report(&r);
             println!("GFLOP/s: {:.2}", r.gflops());
             println!("tokens/s: {:.2}", tokens as f64 / r.seconds_per_iter);
+        }
+        BenchCmd::Generate { weights, latent_frames, steps } => {
+            crate::generate_bench::run(&g, weights.as_deref(), latent_frames, steps)?;
         }
         BenchCmd::Dit { weights, config, dtype, offload, max_vram, frames, height, width, steps } => {
             let offload = match (offload, max_vram) {

@@ -33,6 +33,10 @@ pub struct ConvertArgs {
     /// Convert even when a file's keys differ from the official full-size file of its model.
     #[arg(long)]
     no_check: bool,
+    /// The umt5-xxl `tokenizer.json` (or `.json.gz`, google/umt5-xxl) to copy into the directory, so that
+    /// `nava generate --weights DIR` finds everything in one place.
+    #[arg(long, value_name = "FILE")]
+    tokenizer: Option<PathBuf>,
 }
 
 struct Input {
@@ -57,6 +61,10 @@ fn parse_input(s: &str, default: Quant) -> Result<Input, String> {
 }
 
 pub fn run(a: ConvertArgs) -> Result<(), Box<dyn std::error::Error>> {
+    // A wrong tokenizer fails before minutes of converting.
+    if let Some(t) = &a.tokenizer {
+        nava::model::tokenizer::Tokenizer::from_file(t).map_err(|e| format!("--tokenizer {}: {e}", t.display()))?;
+    }
     let default = Quant::parse(&a.quant).ok_or("unknown --quant")?;
     let inputs = a.inputs.iter().map(|s| parse_input(s, default)).collect::<Result<Vec<_>, _>>()?;
     let mut opened = Vec::with_capacity(inputs.len());
@@ -101,6 +109,12 @@ pub fn run(a: ConvertArgs) -> Result<(), Box<dyn std::error::Error>> {
     bar.finish_and_clear();
     let reports = reports?;
 
+    if let Some(t) = &a.tokenizer {
+        let name = if t.extension().is_some_and(|e| e == "gz") { "tokenizer.json.gz" } else { "tokenizer.json" };
+        let mut f = nava::io::AtomicFile::create(a.out.join(name))?;
+        std::io::Write::write_all(&mut f, &std::fs::read(t).map_err(|e| format!("{}: {e}", t.display()))?)?;
+        f.commit()?;
+    }
     println!("wrote {}", a.out.display());
     let (mut before, mut after) = (0u64, 0u64);
     for (r, i) in reports.iter().zip(&inputs) {

@@ -282,7 +282,11 @@ impl Observer for Cli {
                 self.frames += 1;
             }
             Event::Warning(w) => {
-                let _ = self.bars.println(format!("warning: {w}"));
+                if self.bars.is_hidden() {
+                    eprintln!("warning: {w}");
+                } else {
+                    let _ = self.bars.println(format!("warning: {w}"));
+                }
             }
         }
         Ok(())
@@ -320,14 +324,11 @@ pub fn run(opts: &GpuOptions, a: GenerateArgs) -> Result<(), BoxError> {
     if a.preview {
         let opts = opts.clone();
         let (w, h) = (plan.request.size.width as u32, plan.request.size.height as u32);
-        return crate::preview::Preview::new("NAVA")
-            .size(w, h)
-            .fps(nava::io::FPS as f64)
-            .run(move |handle| {
-                let r = generate_to_files(&opts, &a, plan, stop, Some(handle.clone()));
-                handle.finished();
-                r
-            });
+        return crate::preview::Preview::new("NAVA").size(w, h).fps(nava::io::FPS as f64).run(move |handle| {
+            let r = generate_to_files(&opts, &a, plan, stop, Some(handle.clone()));
+            handle.finished();
+            r
+        });
     }
     generate_to_files(opts, &a, plan, stop, None)
 }
@@ -368,13 +369,9 @@ fn generate_to_files(
     }
     let mp4 = cli.mp4.take().ok_or("no MP4 writer")?;
     let path = mp4.finish(Some(&audio))?;
-    println!(
-        "wrote {} ({} frames, {:.2} s of {} Hz stereo audio)",
-        path.display(),
-        cli.frames,
-        audio.seconds(),
-        audio.sample_rate
-    );
+    let video =
+        if cli.frames > 0 { format!("{} frames at {} fps, ", cli.frames, nava::io::FPS) } else { String::new() };
+    println!("wrote {} ({video}{:.2} s of {} Hz stereo audio)", path.display(), audio.seconds(), audio.sample_rate);
     if models.is_tiny() {
         println!(
             "note: the built-in tiny model has random weights, so the output is abstract; run the real model with \

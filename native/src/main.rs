@@ -4,15 +4,16 @@ mod audio_bench;
 mod bench;
 mod convert;
 mod dit_bench;
-mod generate;
 mod font;
+mod generate;
+mod generate_bench;
 mod info;
 mod inspect;
 mod oracle;
+mod preview;
 mod speaker_bench;
 mod text_bench;
 mod vae_bench;
-mod preview;
 mod view;
 
 use std::process::ExitCode;
@@ -32,7 +33,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Generate video with stereo audio (or audio only) from a prompt; without --weights, the built-in tiny model.
-    Generate(generate::GenerateArgs),
+    Generate(Box<generate::GenerateArgs>),
     /// Show the adapter, its limits and features, and the kernel variants that will run.
     Info,
     /// Run reference test cases (folders with meta.json, io.safetensors, weights.safetensors) and compare.
@@ -67,7 +68,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => inspect::run(a),
         Command::Convert(a) => convert::run(a),
         Command::View(a) => view::run(a),
-        Command::Generate(a) => generate::run(&opts, a).map_err(|e| e as Box<dyn std::error::Error>),
+        Command::Generate(a) => generate::run(&opts, *a).map_err(|e| e as Box<dyn std::error::Error>),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

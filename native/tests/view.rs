@@ -193,3 +193,22 @@ fn no_display_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open the preview window"), "{}", text(&out));
 }
+
+/// `nava generate --preview`: the window shows the progress and the frames, the generation finishes and writes
+/// its file, and the window closes after showing the clip (looped to reach the count).
+#[test]
+fn generate_with_preview_under_xvfb() {
+    let dir = TempDir::new("generate_with_preview_under_xvfb");
+    let x = VirtualDisplay::start();
+    let out_path = dir.path("clip.mp4");
+    let mut cmd = nava();
+    cmd.args(["generate", "--prompt", "a lamp", "--size", "64x64", "--frames", "2", "--steps", "2", "--preview", "-o"])
+        .arg(&out_path)
+        .env("NAVA_VIEW_EXIT_AFTER_FRAMES", "12")
+        .env("DISPLAY", &x.display)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir());
+    cmd.env_remove("WAYLAND_DISPLAY");
+    let out = run_for(&mut cmd, Duration::from_secs(300));
+    assert!(out.status.success(), "nava generate --preview failed\n{}", text(&out));
+    assert!(out_path.is_file(), "no output file\n{}", text(&out));
+}

@@ -111,7 +111,7 @@ mod tests {
     fn pixels_follow_the_reference_rounding() {
         // (x + 1) / 2 · 255, truncated: -1 → 0, 1 → 255, 0 → 127, out of range clamps.
         let f = Frame::from_planar(&[-1.0, 0.0, 1.0, 2.0, -3.0, 0.5], 1, 2).unwrap_or_else(|| unreachable!());
-        assert_eq!(f.rgb, vec![0, 255, 127, 0, 255, 191]);
+        assert_eq!(f.rgb, vec![0, 255, 0, 127, 255, 191]);
         assert!(Frame::from_planar(&[0.0; 5], 1, 2).is_none());
     }
 

@@ -64,7 +64,8 @@ pub type StepObserver<'a> = dyn FnMut(usize, usize) -> bool + 'a;
 
 /// Runs the sampler from `latents` (the initial noise). `first_frame` (image-to-video) is the encoded image,
 /// `[C, 1, h, w]` values: before every pass it overwrites latent frame 0 in place and those tokens run at t = 0,
-/// and it is not restored after the last step, all as in the reference.
+/// and it is not restored after the last step, all as in the reference. The passes of a step run as one batched
+/// forward when their activations fit `activation_budget` (default [`DEFAULT_BATCH_BYTES`]), else one by one.
 #[allow(clippy::too_many_arguments)]
 pub async fn denoise(
     g: &Gpu,
@@ -75,6 +76,7 @@ pub async fn denoise(
     mut latents: PerModality<Vec<f32>>,
     first_frame: Option<&[f32]>,
     has_speaker_embeddings: bool,
+    activation_budget: Option<u64>,
     on_step: &mut StepObserver<'_>,
 ) -> Result<PerModality<Vec<f32>>, PipelineError> {
     let [la, ca] = shape.audio;
@@ -94,14 +96,25 @@ pub async fn denoise(
     }
     let mut stepper = Stepper::new(config, has_speaker_embeddings)?;
     let total = stepper.timesteps().len();
+    let passes = stepper.passes();
+    let batched = batch_fits(g, dit, shape, passes.len(), activation_budget);
     while let Some((index, t)) = stepper.next() {
-        let mut velocities = Vec::new();
-        for pass in stepper.passes() {
+        let velocities = if batched {
+            // One forward for all passes: the first-frame overwrite gives every pass the same latents.
             if let Some(img) = first_frame {
                 overwrite_first_frame(&mut latents.video, img, f, h * w);
             }
-            velocities.push(forward(g, dit, contexts.of(pass), pass, t, shape, &latents, first_frame.is_some()).await?);
-        }
+            forward_passes(g, dit, contexts, &passes, t, shape, &latents, first_frame.is_some()).await?
+        } else {
+            let mut v = Vec::new();
+            for &pass in &passes {
+                if let Some(img) = first_frame {
+                    overwrite_first_frame(&mut latents.video, img, f, h * w);
+                }
+                v.extend(forward_passes(g, dit, contexts, &[pass], t, shape, &latents, first_frame.is_some()).await?);
+            }
+            v
+        };
         stepper.step(&mut latents, &velocities)?;
         if !on_step(index + 1, total) {
             return Err(PipelineError::Cancelled);
@@ -118,34 +131,61 @@ fn overwrite_first_frame(video: &mut [f32], image: &[f32], frames: usize, plane:
     }
 }
 
+/// Activation memory the batched passes may take when no budget is given.
+pub const DEFAULT_BATCH_BYTES: u64 = 1 << 30;
+
+/// Whether `passes` sequences of `shape` can run as one forward: their activations (the residual stream, norms,
+/// q/k/v/o and the FFN's hidden rows, f32) within the budget, and the FFN's hidden rows within one binding.
+pub fn batch_fits(g: &Gpu, dit: &Dit, shape: LatentShape, passes: usize, budget: Option<u64>) -> bool {
+    if passes < 2 {
+        return false;
+    }
+    let c = &dit.config;
+    let [_, ph, pw] = c.patch_size;
+    let video = shape.video.map_or(0, |[_, f, h, w]| f * (h / ph.max(1)) * (w / pw.max(1)));
+    let rows = (passes * (video + shape.audio[0])) as u64;
+    let per_row = (8 * c.dim + c.ffn_dim) as u64 * 4;
+    let limit = budget.unwrap_or(DEFAULT_BATCH_BYTES);
+    rows * per_row <= limit && rows * c.ffn_dim as u64 * 4 <= g.max_binding()
+}
+
+/// The velocities of `passes` at `t`: one batched forward (one pass is a plain forward).
 #[allow(clippy::too_many_arguments)]
-async fn forward(
+async fn forward_passes(
     g: &Gpu,
     dit: &Dit,
-    ctx: &Context,
-    pass: Pass,
+    contexts: &PassContexts,
+    passes: &[Pass],
     t: Timestep,
     shape: LatentShape,
     latents: &PerModality<Vec<f32>>,
     first_frame_is_clean: bool,
-) -> Result<PerModality<Vec<f32>>, PipelineError> {
+) -> Result<Vec<PerModality<Vec<f32>>>, PipelineError> {
     let video =
         shape.video.map(|v| g.upload_f32("latent.video", &latents.video, &v)).transpose().map_err(ModelError::from)?;
     let audio = g.upload_f32("latent.audio", &latents.audio, &shape.audio).map_err(ModelError::from)?;
-    let input = DitInput {
-        video: video.as_ref(),
-        audio: &audio,
-        t: t.as_f32(),
-        first_frame_is_clean,
-        masking_modality: pass.masking_modality(),
-    };
-    let out = dit.forward(g, &input, ctx, None)?;
-    let video = match &out.video {
-        Some(v) => g.read_f32(v).await.map_err(ModelError::from)?,
-        None => Vec::new(),
-    };
-    let audio = g.read_f32(&out.audio).await.map_err(ModelError::from)?;
-    Ok(PerModality { video, audio })
+    let inputs: Vec<DitInput> = passes
+        .iter()
+        .map(|p| DitInput {
+            video: video.as_ref(),
+            audio: &audio,
+            t: t.as_f32(),
+            first_frame_is_clean,
+            masking_modality: p.masking_modality(),
+        })
+        .collect();
+    let ctxs: Vec<&Context> = passes.iter().map(|&p| contexts.of(p)).collect();
+    let outs = dit.forward_batch(g, &inputs, &ctxs, None)?;
+    let mut velocities = Vec::with_capacity(outs.len());
+    for out in outs {
+        let video = match &out.video {
+            Some(v) => g.read_f32(v).await.map_err(ModelError::from)?,
+            None => Vec::new(),
+        };
+        let audio = g.read_f32(&out.audio).await.map_err(ModelError::from)?;
+        velocities.push(PerModality { video, audio });
+    }
+    Ok(velocities)
 }
 
 #[cfg(test)]

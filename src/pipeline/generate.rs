@@ -41,7 +41,7 @@ pub struct TinyDefaults {
 }
 
 pub const TINY_DEFAULTS: TinyDefaults =
-    TinyDefaults { size: Size { width: 160, height: 96 }, length: Length { latent_frames: 5 }, steps: 12 };
+    TinyDefaults { size: Size { width: 160, height: 96 }, length: Length { latent_frames: 13 }, steps: 12 };
 
 /// The official umt5-xxl `tokenizer.json` (google/umt5-xxl, Apache-2.0), gzipped: the tiny model tokenizes as the
 /// real one does.
@@ -120,11 +120,20 @@ pub enum Stage {
 
 pub enum Event<'a> {
     /// A stage begins with `total` units of work.
-    Stage { stage: Stage, total: u64 },
+    Stage {
+        stage: Stage,
+        total: u64,
+    },
     /// `done` units of the current stage are finished.
-    Progress { stage: Stage, done: u64 },
+    Progress {
+        stage: Stage,
+        done: u64,
+    },
     /// A decoded frame, in order.
-    Frame { index: usize, frame: &'a Frame },
+    Frame {
+        index: usize,
+        frame: &'a Frame,
+    },
     Warning(String),
 }
 
@@ -181,7 +190,10 @@ impl Models {
     pub fn open(source: &ModelSource, format: Option<WeightFormat>, offload: Offload) -> Result<Self, PipelineError> {
         let (tokenizer, configs) = match source {
             ModelSource::Tiny => (Tokenizer::from_bytes(UMT5_TOKENIZER).map_err(ModelError::from)?, tiny_configs()),
-            ModelSource::Dir(dir) => (open_tokenizer(dir)?, dir_configs(dir)?),
+            ModelSource::Dir(dir) => {
+                let configs = dir_configs(dir)?;
+                (open_tokenizer(dir)?, configs)
+            }
         };
         Ok(Self {
             source: source.clone(),
@@ -277,7 +289,8 @@ fn tiny_configs() -> Configs {
             num_buckets: 32,
             shared_pos: false,
         },
-        dit: DitConfig::tiny(),
+        // The real text length: contexts are padded to 512 rows as in the reference.
+        dit: DitConfig { text_len: 512, ..DitConfig::tiny() },
         vae: VaeConfig::tiny(),
         audio_vae: AudioVaeConfig::tiny(),
         vocoder: VocoderConfig::tiny(),
@@ -286,8 +299,16 @@ fn tiny_configs() -> Configs {
 }
 
 fn dir_configs(dir: &Path) -> Result<Configs, PipelineError> {
+    if !dir.join(crate::weights::manifest::MANIFEST).is_file() {
+        return Err(PipelineError::Input(format!(
+            "{}: no {}: --weights takes a directory written by `nava convert -o DIR nava-dit=NAVA.safetensors \
+             umt5=… wan-vae=… ltx-audio-vae=… redimnet=…` (see README)",
+            dir.display(),
+            crate::weights::manifest::MANIFEST
+        )));
+    }
     let manifest = crate::weights::Manifest::read(dir).map_err(ModelError::from)?;
-    let config = |name: &str| -> Result<serde_json::Value, PipelineError> {
+    configs_from(|name| {
         manifest.model(name).map(|m| m.config.clone()).ok_or_else(|| {
             PipelineError::Input(format!(
                 "{}: the weights directory has no `{name}` model; convert it with `nava convert -o {} {name}=FILE`",
@@ -295,17 +316,21 @@ fn dir_configs(dir: &Path) -> Result<Configs, PipelineError> {
                 dir.display()
             ))
         })
+    })
+}
+
+/// The configurations of the five models, as `nava convert` records them (`config(name)`).
+fn configs_from(config: impl Fn(&str) -> Result<serde_json::Value, PipelineError>) -> Result<Configs, PipelineError> {
+    let text = |name: &str| -> Result<String, PipelineError> {
+        serde_json::to_string(&config(name)?).map_err(|e| PipelineError::Input(format!("{name} configuration: {e}")))
     };
-    let parse = |name: &str, v: serde_json::Value| -> Result<String, PipelineError> {
-        serde_json::to_string(&v).map_err(|e| PipelineError::Input(format!("{name} configuration: {e}")))
-    };
-    let audio = config("ltx-audio-vae")?;
+    let audio = text("ltx-audio-vae")?;
     Ok(Configs {
-        t5: T5Config::from_json(&parse("umt5", config("umt5")?)?)?,
-        dit: DitConfig::from_json(&parse("nava-dit", config("nava-dit")?)?)?,
-        vae: VaeConfig::from_json(&parse("wan-vae", config("wan-vae")?)?)?,
-        audio_vae: AudioVaeConfig::from_json(&parse("ltx-audio-vae", audio.clone())?)?,
-        vocoder: VocoderConfig::from_json(&parse("ltx-audio-vae", audio)?)?,
+        t5: T5Config::from_json(&text("umt5")?)?,
+        dit: DitConfig::from_json(&text("nava-dit")?)?,
+        vae: VaeConfig::from_json(&text("wan-vae")?)?,
+        audio_vae: AudioVaeConfig::from_json(&audio)?,
+        vocoder: VocoderConfig::from_json(&audio)?,
         speaker: serde_json::from_value(config("redimnet")?)
             .map_err(|e| PipelineError::Input(format!("redimnet configuration: {e}")))?,
     })
@@ -365,9 +390,12 @@ pub async fn generate(
                 let c = models.configs.speaker.clone();
                 let s = match &models.source {
                     ModelSource::Tiny => SpeakerEncoder::seeded(g, c, TINY_SEED, format)?,
-                    ModelSource::Dir(_) => {
-                        models.with_source("redimnet", || c.key_table(), obs, |s| SpeakerEncoder::load(g, s, c.clone(), format))?
-                    }
+                    ModelSource::Dir(_) => models.with_source(
+                        "redimnet",
+                        || c.key_table(),
+                        obs,
+                        |s| SpeakerEncoder::load(g, s, c.clone(), format),
+                    )?,
                 };
                 models.speaker = Some(s);
             }
@@ -411,7 +439,9 @@ pub async fn generate(
                 req.size.height,
                 req.size.width,
             )?;
-            let t = g.upload_f32("first frame", &pixels, &[3, req.size.height, req.size.width]).map_err(ModelError::from)?;
+            let t = g
+                .upload_f32("first frame", &pixels, &[3, req.size.height, req.size.width])
+                .map_err(ModelError::from)?;
             let z = vae.encode_image(g, &t)?;
             let z = g.read_f32(&z).await.map_err(ModelError::from)?;
             obs.event(Event::Progress { stage: Stage::Image, done: 1 })?;
@@ -423,17 +453,17 @@ pub async fn generate(
     if models.dit.is_none() {
         let c = models.configs.dit.clone();
         let opts = LoadOptions { format, offload: models.offload };
-        let d = models.with_source("nava-dit", || c.key_table(DIT_PREFIX), obs, |s| {
-            Dit::load_with(g, s, DIT_PREFIX, c.clone(), &opts)
-        })?;
+        let d = models.with_source(
+            "nava-dit",
+            || c.key_table(DIT_PREFIX),
+            obs,
+            |s| Dit::load_with(g, s, DIT_PREFIX, c.clone(), &opts),
+        )?;
         models.dit = Some(d);
     }
     let dit = models.dit.as_ref().ok_or_else(|| PipelineError::Input("denoiser".into()))?;
-    let contexts = PassContexts::new(
-        g,
-        dit,
-        &Conditioning { positive: &positive_ctx, negative: &negative_ctx, speakers },
-    )?;
+    let contexts =
+        PassContexts::new(g, dit, &Conditioning { positive: &positive_ctx, negative: &negative_ctx, speakers })?;
     drop((positive_ctx, negative_ctx));
     let (v0, a0) = initial_latents(req.seed, shape.video, shape.audio);
     let steps = req.sample.num_steps as u64;
@@ -453,6 +483,7 @@ pub async fn generate(
         PerModality { video: v0, audio: a0 },
         first_frame.as_deref(),
         has_speaker_embeddings,
+        models.vram_budget().map(|b| b / 4),
         &mut |done, _| match obs.event(Event::Progress { stage: Stage::Denoise, done: done as u64 }) {
             Ok(()) => true,
             Err(e) => {
@@ -559,11 +590,7 @@ fn load_vae(g: &Gpu, models: &mut Models, obs: &mut dyn Observer, format: Weight
 /// are given. With more voices than spans the extra ones are unused; one voice serves every span; several voices
 /// but fewer than the spans is an error (the reference fails on the shape). Voices without any `<S>` span still
 /// enable the timbre pass but change no context row, as in the reference.
-fn speaker_plan(
-    positive: &Tokens,
-    voices: usize,
-    obs: &mut dyn Observer,
-) -> Result<Option<Vec<usize>>, PipelineError> {
+fn speaker_plan(positive: &Tokens, voices: usize, obs: &mut dyn Observer) -> Result<Option<Vec<usize>>, PipelineError> {
     let spans = positive.speaker_positions.len();
     if voices == 0 {
         return Ok(None);
@@ -586,3 +613,25 @@ fn speaker_plan(
     Ok(Some(positive.speaker_positions.clone()))
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::KnownModel;
+
+    /// The configurations `nava convert` writes into a manifest (the official files' own) are what the generator
+    /// reads back, at the real sizes.
+    #[test]
+    fn converted_configs_parse_at_real_size() {
+        let c = configs_from(|name| {
+            KnownModel::parse(name)
+                .map(KnownModel::config)
+                .ok_or_else(|| PipelineError::Input(format!("unknown model {name}")))
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.t5, T5Config::umt5_xxl());
+        assert_eq!(c.dit, DitConfig::nava_6b());
+        assert_eq!(c.vae.z_dim, 48);
+        assert_eq!(c.audio_vae.token_dim(), 128);
+        assert_eq!(c.speaker.embed_dim, 192);
+    }
+}

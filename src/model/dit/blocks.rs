@@ -47,11 +47,15 @@ impl RopeLayout {
         grid.video == rows.grid && grid.audio == rows.audio
     }
 
-    /// Rotates q or k `[L, dim]` in place.
-    fn apply(&self, g: &Gpu, x: &GpuTensor) -> Result<(), ModelError> {
-        let l = x.shape()[0];
-        let x3 = x.reshape(&[l, self.heads, self.head_dim]).expect("dim = heads · head_dim");
-        Ok(self.table.apply(g, &x3)?)
+    /// Rotates q or k `[L, dim]` in place; `L` may be several stacked sequences of the table's layout.
+    fn apply(&self, g: &Gpu, x: &GpuTensor, rows: &Rows) -> Result<(), ModelError> {
+        let n = rows.len();
+        for b in 0..rows.copies {
+            let xb = x.rows(b * n, n).expect("one sequence");
+            let x3 = xb.reshape(&[n, self.heads, self.head_dim]).expect("dim = heads · head_dim");
+            self.table.apply(g, &x3)?;
+        }
+        Ok(())
     }
 }
 
@@ -156,55 +160,58 @@ fn block_forward<'a>(
     self_attn: impl Fn(Modality) -> &'a Attn,
     split: bool,
     rope: &RopeLayout,
-    masked: Option<&[AttnSegment]>,
+    segments: Option<&[AttnSegment]>,
     cross: impl Fn(&GpuTensor) -> Result<(), ModelError>,
     ffn: &[Linear; 2],
 ) -> Result<(), ModelError> {
     let eps = c.eps as f32;
     let (l, d) = (rows.total(), c.dim);
     let h = g.alloc("block norm", &[l, d], DType::F32)?;
-    for (seg, m) in rows.segments.iter().zip(mods) {
-        layer_norm_into(g, x, &h, seg.rows.clone(), None, None, eps, Some(adaln(m, 0)))?;
+    for (i, r) in rows.all_segments() {
+        layer_norm_into(g, x, &h, r, None, None, eps, Some(adaln(&mods[i], 0)))?;
     }
     let qkv =
         [g.alloc("q", &[l, d], DType::F32)?, g.alloc("k", &[l, d], DType::F32)?, g.alloc("v", &[l, d], DType::F32)?];
     if split {
-        for m in [Modality::Video, Modality::Audio] {
-            if !rows.range(m).is_empty() {
-                self_attn(m).qkv_into(g, &h, rows.range(m), &qkv, eps)?;
+        for b in 0..rows.copies {
+            for m in [Modality::Video, Modality::Audio] {
+                let r = rows.range_in(b, m);
+                if !r.is_empty() {
+                    self_attn(m).qkv_into(g, &h, r, &qkv, eps)?;
+                }
             }
         }
     } else {
         self_attn(Modality::Video).qkv_into(g, &h, 0..l, &qkv, eps)?;
     }
-    rope.apply(g, &qkv[0])?;
-    rope.apply(g, &qkv[1])?;
+    rope.apply(g, &qkv[0], rows)?;
+    rope.apply(g, &qkv[1], rows)?;
     let split3 = |t: &GpuTensor| t.reshape(&[l, c.num_heads, c.head_dim()]).expect("heads");
     let o = attention(
         g,
         &split3(&qkv[0]),
         &split3(&qkv[1]),
         &split3(&qkv[2]),
-        AttentionOptions { segments: masked, ..Default::default() },
+        AttentionOptions { segments, ..Default::default() },
     )?;
     let o = o.reshape(&[l, d]).expect("heads");
-    for (seg, m) in rows.segments.iter().zip(mods) {
-        let (r0, n) = (seg.rows.start, seg.rows.len());
-        self_attn(seg.modality).o.gated_add(
+    for (i, r) in rows.all_segments() {
+        let (r0, n) = (r.start, r.len());
+        self_attn(rows.segments[i].modality).o.gated_add(
             g,
             &o.rows(r0, n).expect("rows"),
-            &gate(m, 2),
+            &gate(&mods[i], 2),
             &x.rows(r0, n).expect("rows"),
         )?;
     }
     cross(x)?;
-    for (seg, m) in rows.segments.iter().zip(mods) {
-        layer_norm_into(g, x, &h, seg.rows.clone(), None, None, eps, Some(adaln(m, 3)))?;
+    for (i, r) in rows.all_segments() {
+        layer_norm_into(g, x, &h, r, None, None, eps, Some(adaln(&mods[i], 3)))?;
     }
     let f = ffn[0].forward(g, &h, Act::GeluTanh)?;
-    for (seg, m) in rows.segments.iter().zip(mods) {
-        let (r0, n) = (seg.rows.start, seg.rows.len());
-        ffn[1].gated_add(g, &f.rows(r0, n).expect("rows"), &gate(m, 5), &x.rows(r0, n).expect("rows"))?;
+    for (i, r) in rows.all_segments() {
+        let (r0, n) = (r.start, r.len());
+        ffn[1].gated_add(g, &f.rows(r0, n).expect("rows"), &gate(&mods[i], 5), &x.rows(r0, n).expect("rows"))?;
     }
     Ok(())
 }
@@ -257,9 +264,9 @@ impl DoubleBlock {
         x: &GpuTensor,
         rows: &Rows,
         time: &Time,
-        kv: &[CrossKv; 2],
+        kv: &[&[CrossKv; 2]],
         rope: &RopeLayout,
-        masked: Option<&[AttnSegment]>,
+        segments: Option<&[AttnSegment]>,
     ) -> Result<(), ModelError> {
         let mods = rows
             .segments
@@ -269,15 +276,17 @@ impl DoubleBlock {
         let eps = c.eps as f32;
         let cross = |x: &GpuTensor| -> Result<(), ModelError> {
             let n = self.norm3.forward(g, x)?;
-            for m in [Modality::Video, Modality::Audio] {
-                let r = rows.range(m);
-                if !r.is_empty() {
-                    self.cross_attn[idx(m)].cross_add(g, &n, x, r, &kv[idx(m)], eps)?;
+            for (b, kv) in kv.iter().enumerate() {
+                for m in [Modality::Video, Modality::Audio] {
+                    let r = rows.range_in(b, m);
+                    if !r.is_empty() {
+                        self.cross_attn[idx(m)].cross_add(g, &n, x, r, &kv[idx(m)], eps)?;
+                    }
                 }
             }
             Ok(())
         };
-        block_forward(g, c, x, rows, &mods, |m| &self.self_attn[idx(m)], true, rope, masked, cross, &self.ffn)
+        block_forward(g, c, x, rows, &mods, |m| &self.self_attn[idx(m)], true, rope, segments, cross, &self.ffn)
     }
 }
 
@@ -317,9 +326,9 @@ impl SingleBlock {
         x: &GpuTensor,
         rows: &Rows,
         time: &Time,
-        kv: &CrossKv,
+        kv: &[&CrossKv],
         rope: &RopeLayout,
-        masked: Option<&[AttnSegment]>,
+        segments: Option<&[AttnSegment]>,
     ) -> Result<(), ModelError> {
         let mods = rows
             .segments
@@ -329,8 +338,12 @@ impl SingleBlock {
         let eps = c.eps as f32;
         let cross = |x: &GpuTensor| -> Result<(), ModelError> {
             let n = self.norm3.forward(g, x)?;
-            self.cross_attn.cross_add(g, &n, x, 0..rows.total(), kv, eps)
+            let len = rows.len();
+            for (b, kv) in kv.iter().enumerate() {
+                self.cross_attn.cross_add(g, &n, x, b * len..(b + 1) * len, kv, eps)?;
+            }
+            Ok(())
         };
-        block_forward(g, c, x, rows, &mods, |_| &self.self_attn, false, rope, masked, cross, &self.ffn)
+        block_forward(g, c, x, rows, &mods, |_| &self.self_attn, false, rope, segments, cross, &self.ffn)
     }
 }

@@ -41,36 +41,88 @@ pub struct Segment {
     pub t_index: usize,
 }
 
-/// Layout of one forward's token rows.
+/// Layout of one forward's token rows: `copies` sequences of the same layout stacked (the guidance passes of a
+/// step run as one batch), each `video` rows then `audio` rows.
 #[derive(Clone, Debug)]
 pub struct Rows {
     /// Token grid of the video (latent frames, rows, columns after patching).
     pub grid: [usize; 3],
     pub video: usize,
     pub audio: usize,
+    /// Segments of one sequence (rows relative to its start).
     pub segments: Vec<Segment>,
+    /// Sequences stacked in this forward.
+    pub copies: usize,
 }
 
 impl Rows {
-    pub fn total(&self) -> usize {
+    /// Rows of one sequence.
+    pub fn len(&self) -> usize {
         self.video + self.audio
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Rows of all sequences.
+    pub fn total(&self) -> usize {
+        self.copies * self.len()
+    }
+
+    /// The rows of modality `m` in the first sequence.
     pub fn range(&self, m: Modality) -> Range<usize> {
+        self.range_in(0, m)
+    }
+
+    /// The rows of modality `m` in sequence `b`.
+    pub fn range_in(&self, b: usize, m: Modality) -> Range<usize> {
+        let o = b * self.len();
         match m {
-            Modality::Video => 0..self.video,
-            Modality::Audio => self.video..self.total(),
+            Modality::Video => o..o + self.video,
+            Modality::Audio => o + self.video..o + self.len(),
         }
     }
 
-    /// The modality-masked pass: video attends video only and audio attends audio only.
-    fn masked_segments(&self) -> Vec<AttnSegment> {
+    /// Every segment of every sequence with its absolute rows: (segment index in `segments`, rows).
+    pub fn all_segments(&self) -> impl Iterator<Item = (usize, Range<usize>)> + '_ {
+        (0..self.copies).flat_map(move |b| {
+            let o = b * self.len();
+            self.segments.iter().enumerate().map(move |(i, s)| (i, s.rows.start + o..s.rows.end + o))
+        })
+    }
+
+    /// The modality-masked pass of sequence `b`: video attends video only and audio attends audio only.
+    fn masked_segments(&self, b: usize) -> Vec<AttnSegment> {
+        let o = b * self.len();
         let mut s = Vec::with_capacity(2);
         if self.video > 0 {
-            s.push(AttnSegment::new(0, self.video, 0, self.video));
+            s.push(AttnSegment::new(o, self.video, o, self.video));
         }
-        s.push(AttnSegment::new(self.video, self.audio, self.video, self.audio));
+        s.push(AttnSegment::new(o + self.video, self.audio, o + self.video, self.audio));
         s
+    }
+
+    /// Attention segments of the stacked sequences (`masked[b]`: sequence `b` is modality-masked); `None` for one
+    /// unmasked sequence (plain attention over all rows).
+    fn attention_segments(&self, masked: &[bool]) -> Option<Vec<AttnSegment>> {
+        if self.copies == 1 && !masked[0] {
+            return None;
+        }
+        let n = self.len();
+        Some(
+            (0..self.copies)
+                .flat_map(
+                    |b| {
+                        if masked[b] {
+                            self.masked_segments(b)
+                        } else {
+                            vec![AttnSegment::new(b * n, n, b * n, n)]
+                        }
+                    },
+                )
+                .collect(),
+        )
     }
 }
 
@@ -86,7 +138,6 @@ pub struct Speakers {
 
 /// Everything a block needs from the text context: per block, per modality, the projected keys and values.
 pub struct Context {
-    pub(crate) rows: usize,
     pub(crate) double: Vec<[blocks::CrossKv; 2]>,
     pub(crate) single: Vec<blocks::CrossKv>,
     /// The context rows given to every block `[text_len, dim]` (for traces).
@@ -247,7 +298,7 @@ impl Dit {
             .iter()
             .map(|s| s.with(|w| SingleBlock::load(g, w, c, f), |b| b.cross_kv(g, &ctx, c.num_heads, eps)))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Context { rows: c.text_len, double, single, embedded: ctx })
+        Ok(Context { double, single, embedded: ctx })
     }
 
     /// The token layout of a latent: its grid after patching and the timestep segments.
@@ -300,7 +351,7 @@ impl Dit {
             }
         };
         segments.push(Segment { rows: video..video + la, modality: Modality::Audio, t_index: 0 });
-        Ok(Rows { grid, video, audio: la, segments })
+        Ok(Rows { grid, video, audio: la, segments, copies: 1 })
     }
 
     /// One forward pass; `trace` receives named intermediates when given.
@@ -309,54 +360,104 @@ impl Dit {
         g: &Gpu,
         input: &DitInput,
         ctx: &Context,
-        mut trace: Option<&mut Trace>,
+        trace: Option<&mut Trace>,
     ) -> Result<DitOutput, ModelError> {
+        let mut out = self.forward_batch(g, std::slice::from_ref(input), &[ctx], trace)?;
+        out.pop().ok_or_else(|| input_err("forward", "no output".into()))
+    }
+
+    /// Several passes over latents of one layout and timestep (the guidance passes of a sampling step) as one
+    /// batch: the sequences are stacked, every weight is read once for all of them, attention stays within each
+    /// sequence (and within each modality for the masked ones), and each sequence attends its own text context.
+    /// Gives the outputs of [`Dit::forward`] on each input.
+    pub fn forward_batch(
+        &self,
+        g: &Gpu,
+        inputs: &[DitInput],
+        ctxs: &[&Context],
+        mut trace: Option<&mut Trace>,
+    ) -> Result<Vec<DitOutput>, ModelError> {
         let c = &self.config;
-        let rows = self.rows(input)?;
+        let (Some(first), true) = (inputs.first(), inputs.len() == ctxs.len()) else {
+            return Err(input_err("batch", format!("{} inputs for {} contexts", inputs.len(), ctxs.len())));
+        };
+        let base = self.rows(first)?;
+        for (i, inp) in inputs.iter().enumerate().skip(1) {
+            let r = self.rows(inp)?;
+            if r.grid != base.grid
+                || r.audio != base.audio
+                || inp.t != first.t
+                || inp.first_frame_is_clean != first.first_frame_is_clean
+            {
+                return Err(input_err(
+                    "batch",
+                    format!("input {i} differs from input 0 in latent shape or timestep; run it separately"),
+                ));
+            }
+        }
+        let rows = Rows { copies: inputs.len(), ..base.clone() };
+        let n = rows.len();
         let mut emit = |name: &str, t: &GpuTensor| {
             if let Some(f) = trace.as_mut() {
                 f(name, t)
             }
         };
         // Distinct timesteps: the global t, and 0 for a clean first frame.
-        let ts: Vec<f32> = if input.first_frame_is_clean { vec![input.t, 0.0] } else { vec![input.t] };
+        let ts: Vec<f32> = if first.first_frame_is_clean { vec![first.t, 0.0] } else { vec![first.t] };
         let time = self.time.forward(g, &ts)?;
         let x = g.alloc("dit.x", &[rows.total(), c.dim], crate::gpu::DType::F32)?;
-        if let Some(video) = input.video {
-            embed::video_tokens(g, &self.patch_embedding, video, c, &x.rows(0, rows.video).expect("video rows"))?;
+        for (b, inp) in inputs.iter().enumerate() {
+            if let Some(video) = inp.video {
+                let r = rows.range_in(b, Modality::Video);
+                embed::video_tokens(
+                    g,
+                    &self.patch_embedding,
+                    video,
+                    c,
+                    &x.rows(r.start, r.len()).expect("video rows"),
+                )?;
+            }
+            let r = rows.range_in(b, Modality::Audio);
+            self.audio_embed.forward_into(g, inp.audio, &x.rows(r.start, r.len()).expect("audio rows"))?;
         }
-        self.audio_embed.forward_into(g, input.audio, &x.rows(rows.video, rows.audio).expect("audio rows"))?;
         emit("x_in", &x);
-        let rope = self.rope_layout(g, &rows)?;
-        let masked = input.masking_modality.then(|| rows.masked_segments());
-        let masked = masked.as_ref().map(|s| &s[..]);
+        let rope = self.rope_layout(g, &base)?;
+        let masked: Vec<bool> = inputs.iter().map(|i| i.masking_modality).collect();
+        let segments = rows.attention_segments(&masked);
+        let segments = segments.as_deref();
         let f = self.format;
         for (i, slot) in self.double_blocks.iter().enumerate() {
+            let kv: Vec<&[blocks::CrossKv; 2]> = ctxs.iter().map(|ctx| &ctx.double[i]).collect();
             slot.with(
                 |w| DoubleBlock::load(g, w, c, f),
-                |b| b.forward(g, c, &x, &rows, &time, &ctx.double[i], &rope, masked),
+                |blk| blk.forward(g, c, &x, &rows, &time, &kv, &rope, segments),
             )?;
             emit(&format!("double_{i}"), &x);
         }
         for (i, slot) in self.single_blocks.iter().enumerate() {
+            let kv: Vec<&blocks::CrossKv> = ctxs.iter().map(|ctx| &ctx.single[i]).collect();
             slot.with(
                 |w| SingleBlock::load(g, w, c, f),
-                |b| b.forward(g, c, &x, &rows, &time, &ctx.single[i], &rope, masked),
+                |blk| blk.forward(g, c, &x, &rows, &time, &kv, &rope, segments),
             )?;
             emit(&format!("single_{i}"), &x);
         }
-        let _ = ctx.rows;
-        let video = if rows.video > 0 {
-            let v = self.head.forward(g, &x, &rows, Modality::Video, &time)?;
-            emit("head_vid_raw", &v);
-            Some(v)
-        } else {
-            None
-        };
-        let audio = self.head_audio.forward(g, &x, &rows, Modality::Audio, &time)?;
-        emit("head_audio_raw", &audio);
-        let video = video.map(|v| embed::unpatchify(g, &v, rows.grid, c)).transpose()?;
-        Ok(DitOutput { video, audio })
+        let mut out = Vec::with_capacity(inputs.len());
+        for b in 0..inputs.len() {
+            let xb = x.rows(b * n, n).expect("one sequence");
+            let video = if base.video > 0 {
+                let v = self.head.forward(g, &xb, &base, Modality::Video, &time)?;
+                emit("head_vid_raw", &v);
+                Some(v)
+            } else {
+                None
+            };
+            let audio = self.head_audio.forward(g, &xb, &base, Modality::Audio, &time)?;
+            emit("head_audio_raw", &audio);
+            let video = video.map(|v| embed::unpatchify(g, &v, base.grid, c)).transpose()?;
+            out.push(DitOutput { video, audio });
+        }
+        Ok(out)
     }
 }
 
