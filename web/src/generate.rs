@@ -48,9 +48,8 @@ pub fn request(o: &JsValue) -> Result<Request, WebError> {
     if prompt.trim().is_empty() {
         return Err(WebError::Input("write a prompt".into()));
     }
-    // The tiny model's text context (32 tokens) is shorter than the reference's default negative prompt, and its
-    // seeded weights give a negative prompt no meaning: it gets an empty one unless the page sends text.
-    let negative = field(o, "negativePrompt").as_string().filter(|s| !s.trim().is_empty()).or(Some(String::new()));
+    // Empty: the reference's default negative prompt.
+    let negative = field(o, "negativePrompt").as_string().filter(|s| !s.trim().is_empty());
     let size = Size { width: number(o, "width")? as usize, height: number(o, "height")? as usize };
     size.check()?;
     let steps = number(o, "steps")?;
