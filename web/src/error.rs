@@ -1,0 +1,53 @@
+//! Errors of the browser layer. Each message names the object, what was expected and what to do; the page
+//! shows it as it is.
+
+use nava::gpu::GpuError;
+use nava::pipeline::PipelineError;
+use nava::weights::WeightError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error(
+        "this browser has no WebGPU adapter ({0}). Use a recent Chromium (with WebGPU enabled) or Firefox with \
+         dom.webgpu.enabled, on a machine with a GPU driver"
+    )]
+    NoAdapter(String),
+    #[error("the adapter `{adapter}` is too small for NAVA: {}. Use another browser or GPU", .lacks.join("; "))]
+    AdapterTooSmall { adapter: String, lacks: Vec<String> },
+    #[error("{what}: {problem}. Is this a directory written by `nava convert`?")]
+    Manifest { what: String, problem: String },
+    #[error(
+        "{model}: the array `{key}` needs a {bytes}-byte GPU buffer, over this adapter's maxBufferSize of \
+         {limit} bytes. Convert the model with a smaller format (--quant q4) or use a larger adapter"
+    )]
+    ModelTooLarge { model: String, key: String, bytes: u64, limit: u64 },
+    #[error(
+        "shard `{file}`: received {got} bytes, the manifest lists {want}. The download was cut off or the file \
+         is not the one the manifest names; fetch the directory again"
+    )]
+    ShardLength { file: String, got: u64, want: u64 },
+    #[error("{model}: {missing} arrays listed in the manifest never arrived, e.g. `{first}`")]
+    MissingArrays { model: String, missing: usize, first: String },
+    #[error("no shard upload is in progress: call begin_shard first")]
+    NoShard,
+    #[error("cancelled")]
+    Cancelled,
+    #[error("{0}")]
+    Input(String),
+    #[error(transparent)]
+    Pipeline(nava::pipeline::PipelineError),
+    #[error(transparent)]
+    Weights(#[from] WeightError),
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+}
+
+impl From<PipelineError> for WebError {
+    fn from(e: PipelineError) -> Self {
+        match e {
+            PipelineError::Cancelled => WebError::Cancelled,
+            PipelineError::Input(m) => WebError::Input(m),
+            e => WebError::Pipeline(e),
+        }
+    }
+}
