@@ -20,11 +20,12 @@ impl From<WebError> for JsValue {
             WebError::AdapterTooSmall { .. } => "adapter-too-small",
             WebError::Manifest { .. } => "manifest",
             WebError::ModelTooLarge { .. } => "model-too-large",
-            WebError::ShardLength { .. } | WebError::MissingArrays { .. } => "shard",
+            WebError::ShardLength { .. } | WebError::MissingArrays { .. } | WebError::Weights(_) => "shard",
+            WebError::Gpu(_) => "gpu",
             WebError::Cancelled => "cancelled",
             WebError::Input(_) => "input",
             WebError::Pipeline(_) => "generation",
-            _ => "internal",
+            WebError::NoShard => "internal",
         };
         err.set_name(kind);
         err.into()
