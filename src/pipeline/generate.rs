@@ -188,13 +188,17 @@ struct Configs {
 impl Models {
     /// Opens `source`: reads the tokenizer and the configurations; weights load when their stage runs.
     pub fn open(source: &ModelSource, format: Option<WeightFormat>, offload: Offload) -> Result<Self, PipelineError> {
-        let (tokenizer, configs) = match source {
-            ModelSource::Tiny => (Tokenizer::from_bytes(UMT5_TOKENIZER).map_err(ModelError::from)?, tiny_configs()),
+        let (tokenizer, configs, stored) = match source {
+            ModelSource::Tiny => {
+                (Tokenizer::from_bytes(UMT5_TOKENIZER).map_err(ModelError::from)?, tiny_configs(), None)
+            }
             ModelSource::Dir(dir) => {
                 let configs = dir_configs(dir)?;
-                (open_tokenizer(dir)?, configs)
+                (open_tokenizer(dir)?, configs, stored_format(dir))
             }
         };
+        // Without a request, the denoiser's weights stay in the format they were converted to.
+        let format = format.or(stored);
         Ok(Self {
             source: source.clone(),
             format,
@@ -226,7 +230,8 @@ impl Models {
         &self.tokenizer
     }
 
-    /// The GEMM weight format: the requested one, else f32 for the tiny model and f16 for real weights.
+    /// The GEMM weight format: the requested one (or the converted directory's), else f32 for the tiny model and
+    /// f16 for real weights.
     fn format(&self) -> WeightFormat {
         self.format.unwrap_or(if self.is_tiny() { WeightFormat::F32 } else { WeightFormat::F16 })
     }
@@ -261,6 +266,12 @@ impl Models {
         }
         Ok(out?)
     }
+}
+
+/// The packed format of the denoiser's weights in a converted directory (`None` when stored plainly).
+fn stored_format(dir: &Path) -> Option<WeightFormat> {
+    let manifest = crate::weights::Manifest::read(dir).ok()?;
+    manifest.model("nava-dit")?.tensors.iter().find_map(|t| t.packed_format())
 }
 
 fn open_tokenizer(dir: &Path) -> Result<Tokenizer, PipelineError> {
