@@ -99,19 +99,18 @@ pub async fn denoise(
     let passes = stepper.passes();
     let batched = batch_fits(g, dit, shape, passes.len(), activation_budget);
     while let Some((index, t)) = stepper.next() {
+        // The reference overwrites the first frame before every pass; the value is the same each time, so every
+        // pass of the step sees the same latents, uploaded once.
+        if let Some(img) = first_frame {
+            overwrite_first_frame(&mut latents.video, img, f, h * w);
+        }
+        let step = StepLatents::upload(g, shape, &latents, t, first_frame.is_some())?;
         let velocities = if batched {
-            // One forward for all passes: the first-frame overwrite gives every pass the same latents.
-            if let Some(img) = first_frame {
-                overwrite_first_frame(&mut latents.video, img, f, h * w);
-            }
-            forward_passes(g, dit, contexts, &passes, t, shape, &latents, first_frame.is_some()).await?
+            step.forward(g, dit, contexts, &passes).await?
         } else {
             let mut v = Vec::new();
             for &pass in &passes {
-                if let Some(img) = first_frame {
-                    overwrite_first_frame(&mut latents.video, img, f, h * w);
-                }
-                v.extend(forward_passes(g, dit, contexts, &[pass], t, shape, &latents, first_frame.is_some()).await?);
+                v.extend(step.forward(g, dit, contexts, &[pass]).await?);
             }
             v
         };
@@ -149,43 +148,62 @@ pub fn batch_fits(g: &Gpu, dit: &Dit, shape: LatentShape, passes: usize, budget:
     rows * per_row <= limit && rows * c.ffn_dim as u64 * 4 <= g.max_binding()
 }
 
-/// The velocities of `passes` at `t`: one batched forward (one pass is a plain forward).
-#[allow(clippy::too_many_arguments)]
-async fn forward_passes(
-    g: &Gpu,
-    dit: &Dit,
-    contexts: &PassContexts,
-    passes: &[Pass],
+/// One step's latents on the GPU, shared by its passes.
+struct StepLatents {
+    video: Option<GpuTensor>,
+    audio: GpuTensor,
     t: Timestep,
-    shape: LatentShape,
-    latents: &PerModality<Vec<f32>>,
     first_frame_is_clean: bool,
-) -> Result<Vec<PerModality<Vec<f32>>>, PipelineError> {
-    let video =
-        shape.video.map(|v| g.upload_f32("latent.video", &latents.video, &v)).transpose().map_err(ModelError::from)?;
-    let audio = g.upload_f32("latent.audio", &latents.audio, &shape.audio).map_err(ModelError::from)?;
-    let inputs: Vec<DitInput> = passes
-        .iter()
-        .map(|p| DitInput {
-            video: video.as_ref(),
-            audio: &audio,
-            t: t.as_f32(),
-            first_frame_is_clean,
-            masking_modality: p.masking_modality(),
-        })
-        .collect();
-    let ctxs: Vec<&Context> = passes.iter().map(|&p| contexts.of(p)).collect();
-    let outs = dit.forward_batch(g, &inputs, &ctxs, None)?;
-    let mut velocities = Vec::with_capacity(outs.len());
-    for out in outs {
-        let video = match &out.video {
-            Some(v) => g.read_f32(v).await.map_err(ModelError::from)?,
-            None => Vec::new(),
-        };
-        let audio = g.read_f32(&out.audio).await.map_err(ModelError::from)?;
-        velocities.push(PerModality { video, audio });
+}
+
+impl StepLatents {
+    fn upload(
+        g: &Gpu,
+        shape: LatentShape,
+        latents: &PerModality<Vec<f32>>,
+        t: Timestep,
+        first_frame_is_clean: bool,
+    ) -> Result<Self, PipelineError> {
+        let video = shape
+            .video
+            .map(|v| g.upload_f32("latent.video", &latents.video, &v))
+            .transpose()
+            .map_err(ModelError::from)?;
+        let audio = g.upload_f32("latent.audio", &latents.audio, &shape.audio).map_err(ModelError::from)?;
+        Ok(Self { video, audio, t, first_frame_is_clean })
     }
-    Ok(velocities)
+
+    /// The velocities of `passes`: one batched forward (one pass is a plain forward).
+    async fn forward(
+        &self,
+        g: &Gpu,
+        dit: &Dit,
+        contexts: &PassContexts,
+        passes: &[Pass],
+    ) -> Result<Vec<PerModality<Vec<f32>>>, PipelineError> {
+        let inputs: Vec<DitInput> = passes
+            .iter()
+            .map(|p| DitInput {
+                video: self.video.as_ref(),
+                audio: &self.audio,
+                t: self.t.as_f32(),
+                first_frame_is_clean: self.first_frame_is_clean,
+                masking_modality: p.masking_modality(),
+            })
+            .collect();
+        let ctxs: Vec<&Context> = passes.iter().map(|&p| contexts.of(p)).collect();
+        let outs = dit.forward_batch(g, &inputs, &ctxs, None)?;
+        let mut velocities = Vec::with_capacity(outs.len());
+        for out in outs {
+            let video = match &out.video {
+                Some(v) => g.read_f32(v).await.map_err(ModelError::from)?,
+                None => Vec::new(),
+            };
+            let audio = g.read_f32(&out.audio).await.map_err(ModelError::from)?;
+            velocities.push(PerModality { video, audio });
+        }
+        Ok(velocities)
+    }
 }
 
 #[cfg(test)]

@@ -193,8 +193,9 @@ impl Models {
                 (Tokenizer::from_bytes(UMT5_TOKENIZER).map_err(ModelError::from)?, tiny_configs(), None)
             }
             ModelSource::Dir(dir) => {
-                let configs = dir_configs(dir)?;
-                (open_tokenizer(dir)?, configs, stored_format(dir))
+                let manifest = read_manifest(dir)?;
+                let configs = dir_configs(dir, &manifest)?;
+                (open_tokenizer(dir)?, configs, stored_format(&manifest))
             }
         };
         // Without a request, the denoiser's weights stay in the format they were converted to.
@@ -269,8 +270,7 @@ impl Models {
 }
 
 /// The packed format of the denoiser's weights in a converted directory (`None` when stored plainly).
-fn stored_format(dir: &Path) -> Option<WeightFormat> {
-    let manifest = crate::weights::Manifest::read(dir).ok()?;
+fn stored_format(manifest: &crate::weights::Manifest) -> Option<WeightFormat> {
     manifest.model("nava-dit")?.tensors.iter().find_map(|t| t.packed_format())
 }
 
@@ -309,7 +309,7 @@ fn tiny_configs() -> Configs {
     }
 }
 
-fn dir_configs(dir: &Path) -> Result<Configs, PipelineError> {
+fn read_manifest(dir: &Path) -> Result<crate::weights::Manifest, PipelineError> {
     if !dir.join(crate::weights::manifest::MANIFEST).is_file() {
         return Err(PipelineError::Input(format!(
             "{}: no {}: --weights takes a directory written by `nava convert -o DIR nava-dit=NAVA.safetensors \
@@ -318,7 +318,10 @@ fn dir_configs(dir: &Path) -> Result<Configs, PipelineError> {
             crate::weights::manifest::MANIFEST
         )));
     }
-    let manifest = crate::weights::Manifest::read(dir).map_err(ModelError::from)?;
+    Ok(crate::weights::Manifest::read(dir).map_err(ModelError::from)?)
+}
+
+fn dir_configs(dir: &Path, manifest: &crate::weights::Manifest) -> Result<Configs, PipelineError> {
     configs_from(|name| {
         manifest.model(name).map(|m| m.config.clone()).ok_or_else(|| {
             PipelineError::Input(format!(
