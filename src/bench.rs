@@ -68,12 +68,44 @@ pub fn gemm_bench(
     g.reset_peak_memory();
     let (iters, s) = time_loop(g, budget_s, 2, || gemm(g, &x, &w, Epilogue::default()).map(drop))?;
     Ok(BenchResult {
-        label: format!("gemm {m}x{n}x{k} {}", format.name()),
+        label: format!("gemm {m}x{n}x{k} {} [{}]", format.name(), crate::kernels::gemm::variant_label(g, format)),
         iters,
         seconds_per_iter: s,
         flops_per_iter: 2.0 * m as f64 * n as f64 * k as f64,
         peak_gpu_bytes: g.memory().peak_bytes,
     })
+}
+
+/// The GEMM of [`gemm_bench`] checked on up to `rows` rows of y (evenly spaced, first and last included) against
+/// an f64 CPU product of the same inputs and the weights as stored: returns max |y − ref| / max |ref|.
+pub fn gemm_check(
+    g: &Gpu,
+    m: usize,
+    n: usize,
+    k: usize,
+    format: WeightFormat,
+    rows: usize,
+) -> Result<f64, KernelError> {
+    use crate::kernels::gemm::PackedWeight;
+    let xs = seeded(1, m * k);
+    let packed = PackedWeight::quantize(format, n, k, &seeded(2, n * k));
+    let x = g.upload_f32("check x", &xs, &[m, k])?;
+    let w = Weight::upload(g, "check w", &packed)?;
+    let y = gemm(g, &x, &w, Epilogue::default())?;
+    let wd = packed.dequantize();
+    let picks = rows.clamp(1, m);
+    let (mut err, mut top) = (0.0f64, 0.0f64);
+    for i in 0..picks {
+        let r = if picks == 1 { 0 } else { i * (m - 1) / (picks - 1) };
+        let Some(row) = y.rows(r, 1) else { continue };
+        let got = g.read_f32_blocking(&row)?;
+        for (c, &v) in got.iter().enumerate() {
+            let want: f64 = (0..k).map(|j| xs[r * k + j] as f64 * wd[c * k + j] as f64).sum();
+            err = err.max((v as f64 - want).abs());
+            top = top.max(want.abs());
+        }
+    }
+    Ok(err / top.max(f64::MIN_POSITIVE))
 }
 
 /// Attention of q `[lq, heads, d]` over k, v `[lk, heads, d]`.

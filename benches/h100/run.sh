@@ -6,6 +6,9 @@
 #   attention `nava bench attention` vs scaled_dot_product_attention (bf16, f32) at the joint self-attention
 #            shape (24 heads, L×L, head dim 128) and the text cross-attention shape (24 heads, L×512)
 #   block    `nava bench block --kind double --tokens 4096` (f32 and f16 weights) vs benches/torch/block.py
+# Where the adapter offers cooperative matrices, GEMMs with weights narrower than f32 run on the tensor-core kernel
+# (gemm_coop.wgsl): it is checked against an f64 CPU product first, and the f16 GEMMs and block are also measured
+# with NAVA_GEMM_COOP=0 (the plain kernel) for the before/after.
 # and prints a markdown table with nava ÷ PyTorch ratios. Logs and results.md go to the folder given (default: a
 # new temporary folder).
 #
@@ -76,6 +79,12 @@ if [ ! -x "$NAVA" ]; then
     fi
 fi
 
+# The adapter first: a wrong or missing driver ends the run here, in seconds, not after every bench has failed.
+if ! timeout 60 "$NAVA" info >"$OUT/info.log" 2>&1 || ! grep -q "^using: .*$NAVA_ADAPTER" "$OUT/info.log"; then
+    echo "no $NAVA_ADAPTER adapter: see $OUT/info.log"; cat "$OUT/info.log"; exit 1
+fi
+sed -n '/^using:/,/^kernel variants:/p' "$OUT/info.log"
+
 TORCH=1
 CHECK='import sys, torch; sys.exit(0 if sys.argv[1] == "cpu" or torch.cuda.is_available() else 1)'
 if ! "$PYTHON" -c "$CHECK" "$TORCH_DEVICE" >"$OUT/torch-check.log" 2>&1; then
@@ -91,7 +100,13 @@ TD="--device $TORCH_DEVICE"
 
 echo "GEMM ${GEMM_SIZE}³:"
 G="--m $GEMM_SIZE --n $GEMM_SIZE --k $GEMM_SIZE --seconds $SECS"
+for d in f16 q8; do
+    # Correctness of the kernel each format runs on (the tensor-core one where offered), 16 rows vs f64.
+    run "check-gemm-$d" 60 "$NAVA" bench gemm --m 1000 --n 1100 --k 3072 --seconds 0.1 --check-rows 16 --dtype "$d"
+    grep -h '^check:\|^gemm' "$OUT/check-gemm-$d.log"
+done
 for d in f32 f16 bf16 q8 q4 fp8; do run "nava-gemmsq-$d" 45 "$NAVA" bench gemm $G --dtype "$d"; done
+NAVA_GEMM_COOP=0 run nava-gemmsq-f16-plain 45 "$NAVA" bench gemm $G --dtype f16
 trun torch-gemmsq-f32 45 "${P[@]}" gemm $G $TD --dtype f32
 trun torch-gemmsq-tf32 45 "${P[@]}" gemm $G $TD --dtype f32 --tf32
 trun torch-gemmsq-bf16 45 "${P[@]}" gemm $G $TD --dtype bf16
@@ -99,6 +114,7 @@ trun torch-gemmsq-bf16 45 "${P[@]}" gemm $G $TD --dtype bf16
 echo "GEMM FFN up:"
 F="--m $FFN_TOKENS --n 14336 --k 3072 --seconds $SECS"
 for d in f32 f16; do run "nava-gemmffn-$d" 60 "$NAVA" bench gemm $F --dtype "$d"; done
+NAVA_GEMM_COOP=0 run nava-gemmffn-f16-plain 60 "$NAVA" bench gemm $F --dtype f16
 trun torch-gemmffn-f32 45 "${P[@]}" gemm $F $TD --dtype f32
 trun torch-gemmffn-bf16 45 "${P[@]}" gemm $F $TD --dtype bf16
 
@@ -114,6 +130,7 @@ for d in bf16 f32; do trun "torch-attn-cross-$d" 45 "${P[@]}" attention $A $C $T
 echo "double block, $BLOCK_TOKENS tokens:"
 B="--kind double --tokens $BLOCK_TOKENS --seconds $SECS"
 for d in f32 f16; do run "nava-block-$d" 100 "$NAVA" bench block $B --dtype "$d"; done
+NAVA_GEMM_COOP=0 run nava-block-f16-plain 100 "$NAVA" bench block $B --dtype f16
 for d in bf16 f32; do trun "torch-block-$d" 90 "$PYTHON" "$TB/block.py" $B $TD --dtype "$d"; done
 
 # row LABEL NAVA_KEY TORCH_KEY TORCH_LABEL UNIT
@@ -137,19 +154,26 @@ tdev=$(grep -h -m1 '^device:' "$OUT"/torch-*.log 2>/dev/null | head -1 | cut -d:
     row "GEMM ${GEMM_SIZE}³, f32 weights" nava-gemmsq-f32 torch-gemmsq-f32 "matmul f32 (no TF32)" GFLOP/s
     row "GEMM ${GEMM_SIZE}³, f32 weights" nava-gemmsq-f32 torch-gemmsq-tf32 "matmul f32, TF32" GFLOP/s
     row "GEMM ${GEMM_SIZE}³, f16 weights" nava-gemmsq-f16 torch-gemmsq-bf16 "matmul bf16" GFLOP/s
+    row "GEMM ${GEMM_SIZE}³, f16 weights, plain kernel" nava-gemmsq-f16-plain torch-gemmsq-bf16 "matmul bf16" GFLOP/s
     row "GEMM ${GEMM_SIZE}³, bf16 weights" nava-gemmsq-bf16 torch-gemmsq-bf16 "matmul bf16" GFLOP/s
     row "GEMM ${GEMM_SIZE}³, q8 weights" nava-gemmsq-q8 torch-gemmsq-bf16 "matmul bf16" GFLOP/s
     row "GEMM ${GEMM_SIZE}³, q4 weights" nava-gemmsq-q4 torch-gemmsq-bf16 "matmul bf16" GFLOP/s
     row "GEMM ${GEMM_SIZE}³, fp8 weights" nava-gemmsq-fp8 torch-gemmsq-bf16 "matmul bf16" GFLOP/s
     row "GEMM FFN up ${FFN_TOKENS}×14336×3072, f32" nava-gemmffn-f32 torch-gemmffn-f32 "matmul f32 (no TF32)" GFLOP/s
     row "GEMM FFN up ${FFN_TOKENS}×14336×3072, f16 weights" nava-gemmffn-f16 torch-gemmffn-bf16 "matmul bf16" GFLOP/s
+    row "GEMM FFN up, f16 weights, plain kernel" nava-gemmffn-f16-plain torch-gemmffn-bf16 "matmul bf16" GFLOP/s
     row "joint attention 24 × ${ATTN_L}² × 128" nava-attn-joint torch-attn-joint-bf16 "SDPA bf16" GFLOP/s
     row "joint attention 24 × ${ATTN_L}² × 128" nava-attn-joint torch-attn-joint-f32 "SDPA f32" GFLOP/s
     row "text cross-attention 24 × ${ATTN_L}×512 × 128" nava-attn-cross torch-attn-cross-bf16 "SDPA bf16" GFLOP/s
     row "text cross-attention 24 × ${ATTN_L}×512 × 128" nava-attn-cross torch-attn-cross-f32 "SDPA f32" GFLOP/s
     row "double block, ${BLOCK_TOKENS} tokens, f32 weights" nava-block-f32 torch-block-f32 "block.py f32" tokens/s
     row "double block, ${BLOCK_TOKENS} tokens, f16 weights" nava-block-f16 torch-block-bf16 "block.py bf16" tokens/s
+    row "double block, f16 weights, plain kernel" nava-block-f16-plain torch-block-bf16 "block.py bf16" tokens/s
     echo
+    for d in f16 q8; do
+        echo "kernel check ($d weights): $(grep -h '^check:' "$OUT/check-gemm-$d.log" 2>/dev/null | cut -d= -f2)" \
+            "on $(grep -h '^gemm' "$OUT/check-gemm-$d.log" 2>/dev/null | sed 's/.*\[\(.*\)\].*/\1/')"
+    done
     echo "nava activations are f32 in every row (the dtype is the weights' storage); $SECS s measured per bench;"
     echo "total $((SECONDS - START)) s. Logs: one per bench next to this file."
 } | tee "$OUT/results.md"

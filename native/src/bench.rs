@@ -32,6 +32,9 @@ pub enum BenchCmd {
         /// Seconds to measure for.
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
+        /// Also check this many rows of y against an f64 CPU product (prints the max relative error).
+        #[arg(long, default_value_t = 0)]
+        check_rows: usize,
     },
     /// Attention of q [lq, heads, head-dim] over k, v [lk, heads, head-dim].
     Attention {
@@ -173,7 +176,11 @@ pub fn run(opts: &GpuOptions, cmd: BenchCmd) -> Result<(), Box<dyn std::error::E
     let g = Gpu::new_blocking(opts)?;
     println!("adapter: {} — driver {} {}", g.adapter, g.adapter.driver, g.adapter.driver_info);
     match cmd {
-        BenchCmd::Gemm { m, n, k, dtype, seconds } => {
+        BenchCmd::Gemm { m, n, k, dtype, seconds, check_rows } => {
+            if check_rows > 0 {
+                let e = nava::bench::gemm_check(&g, m, n, k, format_arg(&dtype)?, check_rows)?;
+                println!("check: max |y - ref| / max |ref| over {check_rows} rows = {e:.3e}");
+            }
             let r = nava::bench::gemm_bench(&g, m, n, k, format_arg(&dtype)?, seconds)?;
             report(&r);
             println!("GFLOP/s: {:.2}", r.gflops());

@@ -29,6 +29,19 @@ pub fn run(opts: &GpuOptions) -> Result<(), Box<dyn std::error::Error>> {
     println!("  subgroups:           {}", yes(c.subgroup));
     println!("  timestamp queries:   {}", yes(c.timestamp_query));
     println!("  cooperative matrix:  {}", yes(c.cooperative_matrix));
+    for m in &g.coop_configs {
+        println!(
+            "    {}x{}x{} {:?} -> {:?}{}",
+            m.m_size,
+            m.n_size,
+            m.k_size,
+            m.ab_type,
+            m.cr_type,
+            if m.saturating_accumulation { " (saturating)" } else { "" }
+        );
+    }
+    let sg = if c.subgroup_size > 0 { c.subgroup_size.to_string() } else { "varies".into() };
+    println!("  subgroup size:       {sg}");
     println!("kernel variants:");
     for line in nava::kernels::selected_variants(&g) {
         println!("  {line}");

@@ -10,6 +10,12 @@ pub struct Caps {
     pub subgroup: bool,
     pub timestamp_query: bool,
     pub cooperative_matrix: bool,
+    /// A subgroup-scoped 16×16×16 cooperative matrix product with f16 inputs and an f32 accumulator is offered
+    /// (tensor cores): the GEMM of sub-f32 weight formats uses it.
+    pub coop_f16_16: bool,
+    /// The subgroup size when the adapter has only one (0 when it varies or is unknown): kernels that divide a
+    /// workgroup into subgroups by count need it fixed.
+    pub subgroup_size: u32,
 }
 
 impl Caps {
@@ -19,7 +25,24 @@ impl Caps {
             subgroup: f.contains(wgpu::Features::SUBGROUP),
             timestamp_query: f.contains(wgpu::Features::TIMESTAMP_QUERY),
             cooperative_matrix: f.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX),
+            coop_f16_16: false,
+            subgroup_size: 0,
         }
+    }
+
+    /// Adds what the adapter says beyond its feature bits: its cooperative matrix configurations and its
+    /// subgroup size range.
+    pub fn with_adapter(mut self, info: &wgpu::AdapterInfo, coop: &[wgpu::CooperativeMatrixProperties]) -> Self {
+        use wgpu::CooperativeScalarType as S;
+        self.coop_f16_16 = self.cooperative_matrix
+            && self.shader_f16
+            && coop
+                .iter()
+                .any(|c| (c.m_size, c.n_size, c.k_size) == (16, 16, 16) && c.ab_type == S::F16 && c.cr_type == S::F32);
+        if self.subgroup && info.subgroup_min_size == info.subgroup_max_size {
+            self.subgroup_size = info.subgroup_min_size;
+        }
+        self
     }
 
     /// The optional features we ask for when the adapter offers them.

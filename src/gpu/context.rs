@@ -91,6 +91,8 @@ pub struct Gpu {
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
     pub caps: Caps,
+    /// The adapter's cooperative matrix configurations (empty without the feature), for `nava info`.
+    pub coop_configs: Vec<wgpu::CooperativeMatrixProperties>,
     pool: Pool,
     pipelines: Mutex<HashMap<String, Pipeline>>,
     layouts: Mutex<HashMap<Vec<Access>, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>>,
@@ -131,7 +133,15 @@ impl Gpu {
             })
             .await
             .map_err(|e| GpuError::RequestDevice { adapter: summary.to_string(), reason: e.to_string() })?;
-        Ok(Self::from_device(device, queue, summary, opts))
+        let mut g = Self::from_device(device, queue, summary, opts);
+        let coop = if features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+            adapter.cooperative_matrix_properties()
+        } else {
+            Vec::new()
+        };
+        g.caps = g.caps.with_adapter(&adapter.get_info(), &coop);
+        g.coop_configs = coop;
+        Ok(g)
     }
 
     /// Wraps a device that the caller opened (the browser build, tests).
@@ -170,6 +180,7 @@ impl Gpu {
             queue,
             adapter,
             caps: Caps::from_features(features),
+            coop_configs: Vec::new(),
             limits,
             features,
             pool,

@@ -27,6 +27,8 @@ pub struct Spec {
     /// Replaces `f32` in the line `alias T = f32;`.
     pub elem: Option<&'static str>,
     pub enable_f16: bool,
+    /// Further `enable` directives (e.g. `wgpu_cooperative_matrix`).
+    pub enables: Vec<&'static str>,
     pub snippets: Vec<&'static str>,
     pub constants: Vec<(&'static str, f64)>,
 }
@@ -40,6 +42,7 @@ impl Spec {
             bindings: bindings.to_vec(),
             elem: None,
             enable_f16: false,
+            enables: Vec::new(),
             snippets: Vec::new(),
             constants: Vec::new(),
         }
@@ -68,11 +71,20 @@ impl Spec {
         self
     }
 
+    /// Adds `enable NAME;` (a language extension the variant needs; the caller checks the adapter offers it).
+    pub fn enable(mut self, name: &'static str) -> Self {
+        self.enables.push(name);
+        self
+    }
+
     /// The WGSL text of this variant.
     pub fn source(&self) -> String {
         let mut out = String::new();
         if self.enable_f16 {
             out.push_str("enable f16;\n");
+        }
+        for e in &self.enables {
+            out.push_str(&format!("enable {e};\n"));
         }
         for line in self.family.source.lines() {
             match (self.elem, line.trim_start().strip_prefix("alias T = f32;")) {
@@ -92,7 +104,7 @@ impl Spec {
 
     /// The cache key: the label plus everything that changes the compiled code.
     pub(crate) fn key(&self) -> String {
-        let mut k = format!("{}|{}|{:?}|{}", self.label, self.entry, self.elem, self.enable_f16);
+        let mut k = format!("{}|{}|{:?}|{}|{:?}", self.label, self.entry, self.elem, self.enable_f16, self.enables);
         for s in &self.snippets {
             k.push_str(&format!("|{:p}", s.as_ptr()));
         }

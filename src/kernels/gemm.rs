@@ -10,6 +10,7 @@ use crate::gpu::{spread, Access, DType, Family, Gpu, GpuTensor, Spec};
 use super::{Check, KernelError};
 
 pub static FAMILY: Family = Family { name: "gemm", source: include_str!("../../shaders/gemm.wgsl") };
+pub static FAMILY_COOP: Family = Family { name: "gemm_coop", source: include_str!("../../shaders/gemm_coop.wgsl") };
 const W_F32: &str = include_str!("../../shaders/common/w_f32.wgsl");
 const W_F16: &str = include_str!("../../shaders/common/w_f16.wgsl");
 const W_BF16: &str = include_str!("../../shaders/common/w_bf16.wgsl");
@@ -21,6 +22,8 @@ const X_VEC4: &str = include_str!("../../shaders/common/x_vec4.wgsl");
 
 /// Rows of y per workgroup (`TM` in the shader); each invocation owns 4 columns.
 const TM: usize = 4;
+/// The cooperative-matrix kernel's tile of y (`BM` x `BN` in gemm_coop.wgsl).
+const COOP_TILE: usize = 128;
 
 /// How a weight matrix is stored on the GPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -388,12 +391,27 @@ pub struct Variant {
     pub f16: bool,
     /// x read as vec4 (k and x's offset multiples of 4): about 10 % faster on lavapipe.
     pub x4: bool,
+    /// Cooperative-matrix kernel (gemm_coop.wgsl) for a subgroup size of this many invocations; 0 for the plain
+    /// kernel.
+    pub coop_sg: u32,
 }
 
 impl Variant {
     pub fn spec(self) -> Spec {
         use Access::*;
-        let s = Spec::new(&FAMILY, "gemm", &[Read, Read, Read, Read, ReadWrite, Read]).tag(self.format.name());
+        let bindings = [Read, Read, Read, Read, ReadWrite, Read];
+        if self.coop_sg > 0 {
+            return Spec::new(&FAMILY_COOP, "gemm_coop", &bindings)
+                .tag(self.format.name())
+                .tag(&format!("sg{}", self.coop_sg))
+                .enable("f16")
+                .enable("wgpu_cooperative_matrix")
+                .snippet(X_SCALAR)
+                .snippet(self.format.snippet())
+                .constant("SG", self.coop_sg as f64)
+                .constant("WG", 8.0 * self.coop_sg as f64);
+        }
+        let s = Spec::new(&FAMILY, "gemm", &bindings).tag(self.format.name());
         let s = if self.f16 { s.f16().tag("f16act") } else { s };
         let s = if self.x4 { s.tag("x4").snippet(X_VEC4) } else { s.snippet(X_SCALAR) };
         s.tag(&format!("t{}", self.wg)).snippet(self.format.snippet()).constant("WG", self.wg as f64)
@@ -402,13 +420,31 @@ impl Variant {
     fn pick(g: &Gpu, format: WeightFormat, f16: bool) -> Self {
         // NAVA_GEMM_WG overrides the workgroup size for tuning (a debug switch, see README).
         let wg = std::env::var("NAVA_GEMM_WG").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
-        Self { format, wg: wg.clamp(1, g.limits.max_compute_invocations_per_workgroup), f16, x4: false }
+        let wg = wg.clamp(1, g.limits.max_compute_invocations_per_workgroup);
+        Self { format, wg, f16, x4: false, coop_sg: 0 }
+    }
+
+    /// The cooperative-matrix kernel, where the adapter has 16x16x16 f16 tensor-core products and a fixed subgroup
+    /// size, for f32 activations and weights narrower than f32 (f32 weights keep exact f32 arithmetic).
+    /// `NAVA_GEMM_COOP=0` turns it off (a debug switch, see README).
+    fn pick_coop(g: &Gpu, format: WeightFormat, f16: bool) -> Option<Self> {
+        let sg = g.caps.subgroup_size;
+        let off = std::env::var("NAVA_GEMM_COOP").is_ok_and(|v| v == "0");
+        let fits = sg > 0 && 8 * sg <= g.limits.max_compute_invocations_per_workgroup;
+        (g.caps.coop_f16_16 && fits && !off && !f16 && format != WeightFormat::F32).then_some(Self {
+            format,
+            wg: 8 * sg,
+            f16: false,
+            x4: false,
+            coop_sg: sg,
+        })
     }
 }
 
 /// The variant used for each weight format on this device.
 pub fn selected(g: &Gpu) -> Vec<String> {
     let mut v = Vec::new();
+    v.extend(WeightFormat::ALL.iter().filter_map(|&f| Variant::pick_coop(g, f, false)).map(|c| c.spec().label));
     for f16 in [false, true].into_iter().filter(|&h| !h || g.caps.shader_f16) {
         for x4 in [true, false] {
             v.extend(WeightFormat::ALL.iter().map(|&f| Variant { x4, ..Variant::pick(g, f, f16) }.spec().label));
@@ -417,13 +453,25 @@ pub fn selected(g: &Gpu) -> Vec<String> {
     v
 }
 
+/// The label of the kernel a GEMM with f32 activations and `format` weights runs on this device.
+pub fn variant_label(g: &Gpu, format: WeightFormat) -> String {
+    Variant::pick_coop(g, format, false).unwrap_or_else(|| Variant::pick(g, format, false)).spec().label
+}
+
 /// Every variant, for the validation test.
 pub fn variants() -> Vec<Spec> {
     let mut v = Vec::new();
     for f16 in [false, true] {
         for x4 in [false, true] {
-            v.extend(WeightFormat::ALL.iter().map(|&format| Variant { format, wg: 64, f16, x4 }.spec()));
+            v.extend(WeightFormat::ALL.iter().map(|&format| Variant { format, wg: 64, f16, x4, coop_sg: 0 }.spec()));
         }
+    }
+    for sg in [32, 64] {
+        v.extend(
+            WeightFormat::ALL
+                .iter()
+                .map(|&format| Variant { format, wg: 8 * sg, f16: false, x4: false, coop_sg: sg }.spec()),
+        );
     }
     v
 }
@@ -556,9 +604,14 @@ fn run(
     }
     let f16 = x.dtype() == DType::F16;
     let esz = if f16 { 2 } else { 4 };
-    let variant = Variant::pick(g, w.format, f16);
+    let coop = Variant::pick_coop(g, w.format, f16);
+    let variant = coop.unwrap_or_else(|| Variant::pick(g, w.format, f16));
     let pipe_scalar = g.pipeline(&variant.spec())?;
-    let pipe_x4 = if w.k.is_multiple_of(4) { Some(g.pipeline(&Variant { x4: true, ..variant }.spec())?) } else { None };
+    let pipe_x4 = if w.k.is_multiple_of(4) && coop.is_none() {
+        Some(g.pipeline(&Variant { x4: true, ..variant }.spec())?)
+    } else {
+        None
+    };
     let max = g.max_binding();
     let align = g.binding_align();
     let (k, n, n_pad) = (w.k, w.n, w.n_pad);
@@ -583,8 +636,9 @@ fn run(
         });
     }
     // Row chunks: x and y windows within one binding.
-    let max_rows = ((max / (4 * k as u64)).min(max / (4 * n as u64)) as usize / TM * TM).max(TM);
-    let groups_x = n.div_ceil(4 * variant.wg as usize) as u32;
+    let (tile_m, tile_n) = if coop.is_some() { (COOP_TILE, COOP_TILE) } else { (TM, 4 * variant.wg as usize) };
+    let max_rows = ((max / (4 * k as u64)).min(max / (4 * n as u64)) as usize / tile_m * tile_m).max(tile_m);
+    let groups_x = n.div_ceil(tile_n) as u32;
     let max_groups = g.limits.max_compute_workgroups_per_dimension;
     for m0 in (0..rows).step_by(max_rows) {
         let mc = max_rows.min(rows - m0);
@@ -610,7 +664,7 @@ fn run(
             }
             None => (g.dummy().binding(), 0, 0),
         };
-        let [gy, gz] = spread(mc.div_ceil(TM) as u32, max_groups);
+        let [gy, gz] = spread(mc.div_ceil(tile_m) as u32, max_groups);
         for (ci, &(k0, k1)) in k_chunks.iter().enumerate() {
             let last = ci + 1 == k_chunks.len();
             let wb = w.words.window(
