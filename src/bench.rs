@@ -115,21 +115,62 @@ pub fn attention_bench(
     lq: usize,
     lk: usize,
     d: usize,
+    half: bool,
     budget_s: f64,
 ) -> Result<BenchResult, KernelError> {
-    use crate::kernels::attention::{attention, AttentionOptions};
+    use crate::kernels::attention::{attention, variant_label, AttentionOptions};
     let q = g.upload_f32("bench q", &seeded(3, lq * heads * d), &[lq, heads, d])?;
     let k = g.upload_f32("bench k", &seeded(4, lk * heads * d), &[lk, heads, d])?;
     let v = g.upload_f32("bench v", &seeded(5, lk * heads * d), &[lk, heads, d])?;
     g.reset_peak_memory();
-    let (iters, s) = time_loop(g, budget_s, 2, || attention(g, &q, &k, &v, AttentionOptions::default()).map(drop))?;
+    let opts = AttentionOptions { half, ..Default::default() };
+    let (iters, s) = time_loop(g, budget_s, 2, || attention(g, &q, &k, &v, opts).map(drop))?;
     Ok(BenchResult {
-        label: format!("attention h{heads} lq{lq} lk{lk} d{d}"),
+        label: format!("attention h{heads} lq{lq} lk{lk} d{d} [{}]", variant_label(g, half, d)),
         iters,
         seconds_per_iter: s,
         flops_per_iter: 4.0 * (lq * lk * d * heads) as f64,
         peak_gpu_bytes: g.memory().peak_bytes,
     })
+}
+
+/// The attention of [`attention_bench`] checked on up to `rows` query rows of head 0 (evenly spaced, first and
+/// last included) against an f64 CPU softmax attention: returns max |o − ref| / max |ref|.
+pub fn attention_check(
+    g: &Gpu,
+    heads: usize,
+    lq: usize,
+    lk: usize,
+    d: usize,
+    half: bool,
+    rows: usize,
+) -> Result<f64, KernelError> {
+    use crate::kernels::attention::{attention, AttentionOptions};
+    let (qs, ks, vs) = (seeded(3, lq * heads * d), seeded(4, lk * heads * d), seeded(5, lk * heads * d));
+    let q = g.upload_f32("check q", &qs, &[lq, heads, d])?;
+    let k = g.upload_f32("check k", &ks, &[lk, heads, d])?;
+    let v = g.upload_f32("check v", &vs, &[lk, heads, d])?;
+    let o = attention(g, &q, &k, &v, AttentionOptions { half, ..Default::default() })?;
+    let picks = rows.clamp(1, lq);
+    let scale = 1.0 / (d as f64).sqrt();
+    let (mut err, mut top) = (0.0f64, 0.0f64);
+    for i in 0..picks {
+        let r = if picks == 1 { 0 } else { i * (lq - 1) / (picks - 1) };
+        let Some(row) = o.rows(r, 1) else { continue };
+        let got = g.read_f32_blocking(&row)?;
+        let qi = &qs[r * heads * d..r * heads * d + d];
+        let s: Vec<f64> =
+            (0..lk).map(|j| (0..d).map(|c| qi[c] as f64 * ks[j * heads * d + c] as f64).sum::<f64>() * scale).collect();
+        let m = s.iter().cloned().fold(f64::MIN, f64::max);
+        let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
+        let sum: f64 = e.iter().sum();
+        for c in 0..d {
+            let want = (0..lk).map(|j| e[j] * vs[j * heads * d + c] as f64).sum::<f64>() / sum;
+            err = err.max((got[c] as f64 - want).abs());
+            top = top.max(want.abs());
+        }
+    }
+    Ok(err / top.max(f64::MIN_POSITIVE))
 }
 
 /// Which DiT block to measure.

@@ -48,6 +48,13 @@ pub enum BenchCmd {
         head_dim: usize,
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
+        /// Allow f16 arithmetic (tensor cores where offered), as generation does with weights narrower than f32.
+        #[arg(long)]
+        half: bool,
+        /// Also check this many query rows of head 0 against an f64 CPU reference (prints the max relative
+        /// error).
+        #[arg(long, default_value_t = 0)]
+        check_rows: usize,
     },
     /// One DiT block at NAVA_6B width (3072, 24 heads, FFN 14336) with seeded weights.
     Block {
@@ -185,8 +192,12 @@ pub fn run(opts: &GpuOptions, cmd: BenchCmd) -> Result<(), Box<dyn std::error::E
             report(&r);
             println!("GFLOP/s: {:.2}", r.gflops());
         }
-        BenchCmd::Attention { heads, lq, lk, head_dim, seconds } => {
-            let r = nava::bench::attention_bench(&g, heads, lq, lk, head_dim, seconds)?;
+        BenchCmd::Attention { heads, lq, lk, head_dim, seconds, half, check_rows } => {
+            if check_rows > 0 {
+                let e = nava::bench::attention_check(&g, heads, lq, lk, head_dim, half, check_rows)?;
+                println!("check: max |o - ref| / max |ref| over {check_rows} rows = {e:.3e}");
+            }
+            let r = nava::bench::attention_bench(&g, heads, lq, lk, head_dim, half, seconds)?;
             report(&r);
             println!("GFLOP/s: {:.2}", r.gflops());
         }

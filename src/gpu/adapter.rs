@@ -76,6 +76,16 @@ impl AdapterSummary {
     }
 }
 
+impl AdapterSummary {
+    /// A software rasteriser on the CPU (lavapipe/llvmpipe, SwiftShader, WARP): kernels without barriers or
+    /// workgroup memory suit these. Browsers do not always report the device type, so the name counts too.
+    pub fn is_cpu(&self) -> bool {
+        let text = format!("{} {} {}", self.name, self.driver, self.driver_info).to_ascii_lowercase();
+        self.device_type == "Cpu"
+            || ["llvmpipe", "lavapipe", "swiftshader", "microsoft basic render"].iter().any(|s| text.contains(s))
+    }
+}
+
 impl std::fmt::Display for AdapterSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} ({}, {})", self.name, self.backend, self.device_type)

@@ -14,6 +14,8 @@ use crate::gpu::{spread, Access, DType, Family, Gpu, GpuTensor, Spec};
 use super::{Check, KernelError};
 
 pub static FAMILY: Family = Family { name: "attention", source: include_str!("../../shaders/attention.wgsl") };
+pub static FAMILY_COOP: Family =
+    Family { name: "attention_coop", source: include_str!("../../shaders/attention_coop.wgsl") };
 
 const OP: &str = "attention";
 
@@ -52,6 +54,9 @@ pub struct AttentionOptions<'a> {
     pub max_queries_per_launch: Option<usize>,
     /// Workgroup shape; `None` picks by adapter type. For tests and benches.
     pub variant: Option<Variant>,
+    /// The caller accepts f16 rounding of q, k, v and the probabilities (it runs with weights narrower than f32):
+    /// adapters with f16 cooperative matrices then use tensor cores (`attention_coop.wgsl`).
+    pub half: bool,
 }
 
 #[repr(C)]
@@ -110,7 +115,7 @@ impl Variant {
     }
 
     fn pick(g: &Gpu) -> Self {
-        let v = if g.adapter.device_type == "Cpu" { Self::CPU } else { Self::GPU };
+        let v = if g.adapter.is_cpu() { Self::CPU } else { Self::GPU };
         Self { wg: v.wg.min(g.limits.max_compute_invocations_per_workgroup), ..v }
     }
 
@@ -122,12 +127,58 @@ impl Variant {
 
 /// The variant this device runs (for `nava info`).
 pub fn selected(g: &Gpu) -> Vec<String> {
-    vec![Variant::pick(g).spec().label]
+    let mut v = vec![Variant::pick(g).spec().label];
+    if let Some(sg) = coop_subgroup(g) {
+        v.push(format!("{} (half precision allowed)", coop_spec(sg, MAX_HEAD_DIM).label));
+    }
+    v
 }
 
 /// Every variant, for the validation test.
 pub fn variants() -> Vec<Spec> {
-    vec![Variant::CPU.spec(), Variant::GPU.spec()]
+    let mut v = vec![Variant::CPU.spec(), Variant::GPU.spec()];
+    v.extend([32, 64].into_iter().flat_map(|sg| [64, 128].map(|hd| coop_spec(sg, hd))));
+    v
+}
+
+/// Workgroup memory of attention_coop.wgsl, bytes: q 64×128, k and v 32×128 as f16; scores 4×16×32 f32,
+/// probabilities as f16; row max and sum.
+const COOP_WORKGROUP_BYTES: u32 = 64 * 128 * 2 + 2 * 32 * 128 * 2 + 4 * 16 * 32 * 4 + 4 * 16 * 32 * 2 + 2 * 64 * 4;
+/// Query rows per workgroup of attention_coop.wgsl.
+const COOP_ROWS: usize = 64;
+
+/// The tensor-core kernel for head dim `hd` on subgroups of `sg`.
+fn coop_spec(sg: u32, hd: usize) -> Spec {
+    use Access::*;
+    Spec::new(&FAMILY_COOP, "attention_coop", &[Read, Read, Read, ReadWrite])
+        .tag(&format!("d{hd}"))
+        .tag(&format!("sg{sg}"))
+        .enable("f16")
+        .enable("wgpu_cooperative_matrix")
+        .constant("SG", sg as f64)
+        .constant("WG", 4.0 * sg as f64)
+        .constant("HD", hd as f64)
+}
+
+/// The subgroup size the tensor-core kernel runs with on this device, if it can run here at all.
+/// `NAVA_ATTENTION_COOP=0` turns it off (a debug switch, see README).
+fn coop_subgroup(g: &Gpu) -> Option<u32> {
+    let sg = g.caps.subgroup_size;
+    let off = std::env::var("NAVA_ATTENTION_COOP").is_ok_and(|v| v == "0");
+    (g.caps.coop_f16_16
+        && !off
+        && sg > 0
+        && 4 * sg <= g.limits.max_compute_invocations_per_workgroup
+        && COOP_WORKGROUP_BYTES <= g.limits.max_compute_workgroup_storage_size)
+        .then_some(sg)
+}
+
+/// The label of the kernel `attention_bench` runs (for bench lines).
+pub fn variant_label(g: &Gpu, half: bool, d: usize) -> String {
+    match coop_subgroup(g) {
+        Some(sg) if half && d.is_multiple_of(16) => coop_spec(sg, d).label,
+        _ => Variant::pick(g).spec().label,
+    }
 }
 
 /// Attention of q `[Lq, H, D]` over k, v `[Lk, H, D]`; returns `[Lq, H, D]`. D must be a multiple of 4 in
@@ -181,6 +232,15 @@ pub fn attention(
     let out = g.alloc("attention output", &[lq, heads, d], DType::F32)?;
     if lq == 0 || heads == 0 {
         return Ok(out);
+    }
+    if let Some(sg) = coop_subgroup(g) {
+        // Whole tensors in one binding each, no bias, no key chunks, head dim a multiple of 16.
+        let fits = [q, k, v, &out].iter().all(|t| t.len_bytes() + g.binding_align() <= g.max_binding());
+        let short = opts.max_keys_per_launch.is_none_or(|m| segments.iter().all(|s| s.k_len <= m));
+        if opts.half && opts.bias.is_none() && d.is_multiple_of(16) && fits && short && opts.variant.is_none() {
+            run_coop(g, sg, [q, k, v, &out], segments, opts.scale.unwrap_or((1.0 / (d as f64).sqrt()) as f32))?;
+            return Ok(out);
+        }
     }
     let variant = match opts.variant {
         Some(v) if (v.qg == 1 || v.qg == 2) && v.wg > 0 => v,
@@ -312,6 +372,51 @@ pub fn attention(
         }
     }
     Ok(out)
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct CoopParams {
+    lq: u32,
+    lk: u32,
+    hn: u32,
+    nqb: u32,
+    ld: u32,
+    q_shift: u32,
+    k_shift: u32,
+    o_shift: u32,
+    v_shift: u32,
+    scale: f32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+/// One launch per segment of attention_coop.wgsl over whole-tensor bindings.
+fn run_coop(g: &Gpu, sg: u32, t: [&GpuTensor; 4], segments: &[Segment], scale: f32) -> Result<(), KernelError> {
+    let [q, k, v, out] = t;
+    let [_, heads, d] = q.dims::<3>(OP, "q")?;
+    let pipe = g.pipeline(&coop_spec(sg, d))?;
+    let ld = heads * d;
+    let (qb, kb, vb, ob) = (q.binding(), k.binding(), v.binding(), out.binding());
+    for s in segments.iter().filter(|s| s.q_len > 0) {
+        let nqb = s.q_len.div_ceil(COOP_ROWS);
+        let params = CoopParams {
+            lq: s.q_len as u32,
+            lk: s.k_len as u32,
+            hn: heads as u32,
+            nqb: nqb as u32,
+            ld: ld as u32,
+            q_shift: qb.word_shift + (s.q_start * ld) as u32,
+            k_shift: kb.word_shift + (s.k_start * ld) as u32,
+            o_shift: ob.word_shift + (s.q_start * ld) as u32,
+            v_shift: vb.word_shift + (s.k_start * ld) as u32,
+            scale,
+            ..Default::default()
+        };
+        let [gx, gy] = spread((nqb * heads) as u32, g.limits.max_compute_workgroups_per_dimension);
+        g.dispatch(&pipe, &[qb.clone(), kb.clone(), vb.clone(), ob.clone()], &params, [gx, gy, 1])?;
+    }
+    Ok(())
 }
 
 /// Segments must stay inside the tensors, give every query row to exactly one segment, and give a non-empty

@@ -10,6 +10,7 @@ use crate::gpu::{spread, Access, DType, Family, Gpu, GpuTensor, Spec};
 use super::{Check, KernelError};
 
 pub static FAMILY: Family = Family { name: "gemm", source: include_str!("../../shaders/gemm.wgsl") };
+pub static FAMILY_TILED: Family = Family { name: "gemm_tiled", source: include_str!("../../shaders/gemm_tiled.wgsl") };
 pub static FAMILY_COOP: Family = Family { name: "gemm_coop", source: include_str!("../../shaders/gemm_coop.wgsl") };
 const W_F32: &str = include_str!("../../shaders/common/w_f32.wgsl");
 const W_F16: &str = include_str!("../../shaders/common/w_f16.wgsl");
@@ -22,8 +23,10 @@ const X_VEC4: &str = include_str!("../../shaders/common/x_vec4.wgsl");
 
 /// Rows of y per workgroup (`TM` in the shader); each invocation owns 4 columns.
 const TM: usize = 4;
-/// The cooperative-matrix kernel's tile of y (`BM` x `BN` in gemm_coop.wgsl).
+/// The tile of y of the tiled and cooperative-matrix kernels (`BM` x `BN` in gemm_tiled.wgsl, gemm_coop.wgsl).
 const COOP_TILE: usize = 128;
+/// Its workgroup memory, bytes: x and W tiles of 32 k as f16, and 8 fragments of f32 scratch.
+const COOP_WORKGROUP_BYTES: u32 = 2 * 128 * 32 * 2 + 2048 * 4;
 
 /// How a weight matrix is stored on the GPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -394,12 +397,31 @@ pub struct Variant {
     /// Cooperative-matrix kernel (gemm_coop.wgsl) for a subgroup size of this many invocations; 0 for the plain
     /// kernel.
     pub coop_sg: u32,
+    /// The shared-memory tiled kernel for GPUs (gemm_tiled.wgsl).
+    pub tiled: bool,
+}
+
+/// Which GEMM kernel to run: the one chosen for the adapter, or one named (tests compare them on any adapter).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Kernel {
+    #[default]
+    Auto,
+    /// gemm.wgsl: register blocks, no workgroup memory (CPU drivers; f16 activations).
+    Plain,
+    /// gemm_tiled.wgsl: 128 x 128 tiles through workgroup memory (GPUs without tensor cores, or f32 weights).
+    Tiled,
 }
 
 impl Variant {
     pub fn spec(self) -> Spec {
         use Access::*;
         let bindings = [Read, Read, Read, Read, ReadWrite, Read];
+        if self.tiled {
+            return Spec::new(&FAMILY_TILED, "gemm_tiled", &bindings)
+                .tag(self.format.name())
+                .snippet(X_SCALAR)
+                .snippet(self.format.snippet());
+        }
         if self.coop_sg > 0 {
             return Spec::new(&FAMILY_COOP, "gemm_coop", &bindings)
                 .tag(self.format.name())
@@ -421,30 +443,62 @@ impl Variant {
         // NAVA_GEMM_WG overrides the workgroup size for tuning (a debug switch, see README).
         let wg = std::env::var("NAVA_GEMM_WG").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
         let wg = wg.clamp(1, g.limits.max_compute_invocations_per_workgroup);
-        Self { format, wg, f16, x4: false, coop_sg: 0 }
+        Self { format, wg, f16, x4: false, coop_sg: 0, tiled: false }
+    }
+
+    /// The tiled kernel: for GPUs (not CPU drivers, where barriers and workgroup memory are slow) with f32
+    /// activations. `NAVA_GEMM_TILED=0` turns it off (a debug switch, see README).
+    fn pick_tiled(g: &Gpu, format: WeightFormat, f16: bool) -> Option<Self> {
+        let off = std::env::var("NAVA_GEMM_TILED").is_ok_and(|v| v == "0");
+        (!g.adapter.is_cpu() && !off && !f16 && tiled_fits(g))
+            .then_some(Self { tiled: true, ..Self::pick(g, format, false) })
+    }
+
+    /// The kernel for this call: tensor cores, else the tiled kernel on GPUs, else the plain one.
+    fn choose(g: &Gpu, format: WeightFormat, f16: bool, kernel: Kernel) -> Result<Self, KernelError> {
+        match kernel {
+            Kernel::Auto => Ok(Self::pick_coop(g, format, f16)
+                .or_else(|| Self::pick_tiled(g, format, f16))
+                .unwrap_or_else(|| Self::pick(g, format, f16))),
+            Kernel::Plain => Ok(Self::pick(g, format, f16)),
+            Kernel::Tiled if !f16 && tiled_fits(g) => Ok(Self { tiled: true, ..Self::pick(g, format, false) }),
+            Kernel::Tiled => Err(KernelError::Unsupported {
+                op: "gemm",
+                what: "the tiled kernel takes f32 activations and 256 invocations per workgroup".into(),
+            }),
+        }
     }
 
     /// The cooperative-matrix kernel, where the adapter has 16x16x16 f16 tensor-core products and a fixed subgroup
-    /// size, for f32 activations and weights narrower than f32 (f32 weights keep exact f32 arithmetic).
-    /// `NAVA_GEMM_COOP=0` turns it off (a debug switch, see README).
+    /// size, for f32 activations and weights narrower than f32 (f32 weights keep exact f32
+    /// arithmetic). `NAVA_GEMM_COOP=0` turns it off (a debug switch, see README).
     fn pick_coop(g: &Gpu, format: WeightFormat, f16: bool) -> Option<Self> {
         let sg = g.caps.subgroup_size;
         let off = std::env::var("NAVA_GEMM_COOP").is_ok_and(|v| v == "0");
-        let fits = sg > 0 && 8 * sg <= g.limits.max_compute_invocations_per_workgroup;
+        let fits = sg > 0
+            && 8 * sg <= g.limits.max_compute_invocations_per_workgroup
+            && COOP_WORKGROUP_BYTES <= g.limits.max_compute_workgroup_storage_size;
         (g.caps.coop_f16_16 && fits && !off && !f16 && format != WeightFormat::F32).then_some(Self {
             format,
             wg: 8 * sg,
             f16: false,
             x4: false,
             coop_sg: sg,
+            tiled: false,
         })
     }
+}
+
+/// The tiled kernel's workgroup: 256 invocations, 8.3 KB of workgroup memory.
+fn tiled_fits(g: &Gpu) -> bool {
+    g.limits.max_compute_invocations_per_workgroup >= 256 && g.limits.max_compute_workgroup_storage_size >= 8448
 }
 
 /// The variant used for each weight format on this device.
 pub fn selected(g: &Gpu) -> Vec<String> {
     let mut v = Vec::new();
     v.extend(WeightFormat::ALL.iter().filter_map(|&f| Variant::pick_coop(g, f, false)).map(|c| c.spec().label));
+    v.extend(WeightFormat::ALL.iter().filter_map(|&f| Variant::pick_tiled(g, f, false)).map(|c| c.spec().label));
     for f16 in [false, true].into_iter().filter(|&h| !h || g.caps.shader_f16) {
         for x4 in [true, false] {
             v.extend(WeightFormat::ALL.iter().map(|&f| Variant { x4, ..Variant::pick(g, f, f16) }.spec().label));
@@ -455,7 +509,7 @@ pub fn selected(g: &Gpu) -> Vec<String> {
 
 /// The label of the kernel a GEMM with f32 activations and `format` weights runs on this device.
 pub fn variant_label(g: &Gpu, format: WeightFormat) -> String {
-    Variant::pick_coop(g, format, false).unwrap_or_else(|| Variant::pick(g, format, false)).spec().label
+    Variant::choose(g, format, false, Kernel::Auto).map_or_else(|e| e.to_string(), |v| v.spec().label)
 }
 
 /// Every variant, for the validation test.
@@ -463,33 +517,101 @@ pub fn variants() -> Vec<Spec> {
     let mut v = Vec::new();
     for f16 in [false, true] {
         for x4 in [false, true] {
-            v.extend(WeightFormat::ALL.iter().map(|&format| Variant { format, wg: 64, f16, x4, coop_sg: 0 }.spec()));
+            v.extend(
+                WeightFormat::ALL
+                    .iter()
+                    .map(|&format| Variant { format, wg: 64, f16, x4, coop_sg: 0, tiled: false }.spec()),
+            );
         }
     }
     for sg in [32, 64] {
         v.extend(
             WeightFormat::ALL
                 .iter()
-                .map(|&format| Variant { format, wg: 8 * sg, f16: false, x4: false, coop_sg: sg }.spec()),
+                .map(|&format| Variant { format, wg: 8 * sg, f16: false, x4: false, coop_sg: sg, tiled: false }.spec()),
         );
     }
+    v.extend(
+        WeightFormat::ALL
+            .iter()
+            .map(|&format| Variant { format, wg: 256, f16: false, x4: false, coop_sg: 0, tiled: true }.spec()),
+    );
     v
 }
 
 /// `y = epilogue(x·Wᵀ)`; x is `[.., k]` (leading dims are rows), y is `[.., n]`.
 pub fn gemm(g: &Gpu, x: &GpuTensor, w: &Weight, epi: Epilogue) -> Result<GpuTensor, KernelError> {
-    let (rows, out_shape) = check(g, x, w, epi.bias)?;
+    gemm_on(g, Kernel::Auto, x, w, epi)
+}
+
+/// [`gemm`] on a named kernel (tests and benches compare kernels on one adapter).
+pub fn gemm_on(g: &Gpu, kernel: Kernel, x: &GpuTensor, w: &Weight, epi: Epilogue) -> Result<GpuTensor, KernelError> {
+    let (_, out_shape) = check(g, x, w, epi.bias)?;
     let y = g.alloc("gemm output", &out_shape, x.dtype())?;
-    run(g, x, w, &y, rows, epi, Mode::Write)?;
+    gemm_into_on(g, kernel, x, w, epi, &y, Store::Write)?;
     Ok(y)
+}
+
+/// How the product meets what `y` holds.
+#[derive(Clone, Copy)]
+pub enum Store<'a> {
+    /// `y = epilogue(x·Wᵀ)`.
+    Write,
+    /// `y += epilogue(x·Wᵀ)`.
+    Add,
+    /// `y += epilogue(x·Wᵀ) ⊙ gate`, gate `[rows, n]`, or `[n]` / `[1, n]` for one row shared by all rows.
+    Gated(&'a GpuTensor),
+}
+
+/// The general form of the GEMMs below, on a named kernel.
+pub fn gemm_into_on(
+    g: &Gpu,
+    kernel: Kernel,
+    x: &GpuTensor,
+    w: &Weight,
+    epi: Epilogue,
+    y: &GpuTensor,
+    into: Store,
+) -> Result<(), KernelError> {
+    let op = match into {
+        Store::Write => "gemm_into",
+        Store::Add => "gemm_add",
+        Store::Gated(_) => "gemm_gated_add",
+    };
+    let (rows, out_shape) = check(g, x, w, epi.bias)?;
+    y.expect(op, "y", &out_shape)?;
+    y.expect_dtype(op, "y", x.dtype())?;
+    let mode = match into {
+        Store::Write => Mode::Write,
+        Store::Add => Mode::Add,
+        Store::Gated(gate) => {
+            let g_ld = if gate.numel() == w.n {
+                0
+            } else if gate.numel() == rows * w.n {
+                w.n
+            } else {
+                return Err(KernelError::Shape {
+                    op,
+                    tensor: "gate",
+                    expected: format!("[{rows}, {}] or [{}]", w.n, w.n),
+                    found: gate.shape().to_vec(),
+                });
+            };
+            if max_k_chunk(g, w).is_some_and(|kc| kc < w.k) && x.dtype() == DType::F32 {
+                // The product accumulates over several launches, so the gate cannot be applied in the last
+                // one's epilogue alone: form the product, then add it through the gate.
+                let t = gemm_on(g, kernel, x, w, epi)?;
+                return super::elementwise::gated_add(g, y, &t, gate);
+            }
+            Mode::GatedAdd(gate, g_ld)
+        }
+    };
+    run_on(g, kernel, x, w, y, rows, epi, mode)
 }
 
 /// `y = epilogue(x·Wᵀ)` written into `y` (which may be a row view of a larger tensor).
 pub fn gemm_into(g: &Gpu, x: &GpuTensor, w: &Weight, epi: Epilogue, y: &GpuTensor) -> Result<(), KernelError> {
-    let (rows, out_shape) = check(g, x, w, epi.bias)?;
-    y.expect("gemm_into", "y", &out_shape)?;
-    y.expect_dtype("gemm_into", "y", x.dtype())?;
-    run(g, x, w, y, rows, epi, Mode::Write)
+    gemm_into_on(g, Kernel::Auto, x, w, epi, y, Store::Write)
 }
 
 /// `y += x·Wᵀ + bias`: a residual add without a gate (the text cross-attention output).
@@ -500,10 +622,7 @@ pub fn gemm_add(
     bias: Option<&GpuTensor>,
     y: &GpuTensor,
 ) -> Result<(), KernelError> {
-    let (rows, out_shape) = check(g, x, w, bias)?;
-    y.expect("gemm_add", "y", &out_shape)?;
-    y.expect_dtype("gemm_add", "y", x.dtype())?;
-    run(g, x, w, y, rows, Epilogue { bias, act: Act::None }, Mode::Add)
+    gemm_into_on(g, Kernel::Auto, x, w, Epilogue { bias, act: Act::None }, y, Store::Add)
 }
 
 /// `y += (x·Wᵀ + bias) ⊙ gate`: the gated residual of the DiT blocks, written into `y` in place. `gate` is
@@ -516,28 +635,7 @@ pub fn gemm_gated_add(
     gate: &GpuTensor,
     y: &GpuTensor,
 ) -> Result<(), KernelError> {
-    let (rows, out_shape) = check(g, x, w, bias)?;
-    y.expect("gemm_gated_add", "y", &out_shape)?;
-    y.expect_dtype("gemm_gated_add", "y", x.dtype())?;
-    let g_ld = if gate.numel() == w.n {
-        0
-    } else if gate.numel() == rows * w.n {
-        w.n
-    } else {
-        return Err(KernelError::Shape {
-            op: "gemm_gated_add",
-            tensor: "gate",
-            expected: format!("[{rows}, {}] or [{}]", w.n, w.n),
-            found: gate.shape().to_vec(),
-        });
-    };
-    if max_k_chunk(g, w).is_some_and(|kc| kc < w.k) && x.dtype() == DType::F32 {
-        // The product accumulates over several launches, so the gate cannot be applied in the last one's
-        // epilogue alone: form the product, then add it through the gate.
-        let t = gemm(g, x, w, Epilogue { bias, act: Act::None })?;
-        return super::elementwise::gated_add(g, y, &t, gate);
-    }
-    run(g, x, w, y, rows, Epilogue { bias, act: Act::None }, Mode::GatedAdd(gate, g_ld))
+    gemm_into_on(g, Kernel::Auto, x, w, Epilogue { bias, act: Act::None }, y, Store::Gated(gate))
 }
 
 /// Values of k per launch so that the weight's binding fits (a multiple of 32); `None` when not even one block
@@ -585,8 +683,10 @@ enum Mode<'a> {
     GatedAdd(&'a GpuTensor, usize),
 }
 
-fn run(
+#[allow(clippy::too_many_arguments)]
+fn run_on(
     g: &Gpu,
+    kernel: Kernel,
     x: &GpuTensor,
     w: &Weight,
     y: &GpuTensor,
@@ -604,14 +704,11 @@ fn run(
     }
     let f16 = x.dtype() == DType::F16;
     let esz = if f16 { 2 } else { 4 };
-    let coop = Variant::pick_coop(g, w.format, f16);
-    let variant = coop.unwrap_or_else(|| Variant::pick(g, w.format, f16));
+    let variant = Variant::choose(g, w.format, f16, kernel)?;
     let pipe_scalar = g.pipeline(&variant.spec())?;
-    let pipe_x4 = if w.k.is_multiple_of(4) && coop.is_none() {
-        Some(g.pipeline(&Variant { x4: true, ..variant }.spec())?)
-    } else {
-        None
-    };
+    let plain = variant.coop_sg == 0 && !variant.tiled;
+    let pipe_x4 =
+        if w.k.is_multiple_of(4) && plain { Some(g.pipeline(&Variant { x4: true, ..variant }.spec())?) } else { None };
     let max = g.max_binding();
     let align = g.binding_align();
     let (k, n, n_pad) = (w.k, w.n, w.n_pad);
@@ -636,7 +733,7 @@ fn run(
         });
     }
     // Row chunks: x and y windows within one binding.
-    let (tile_m, tile_n) = if coop.is_some() { (COOP_TILE, COOP_TILE) } else { (TM, 4 * variant.wg as usize) };
+    let (tile_m, tile_n) = if plain { (TM, 4 * variant.wg as usize) } else { (COOP_TILE, COOP_TILE) };
     let max_rows = ((max / (4 * k as u64)).min(max / (4 * n as u64)) as usize / tile_m * tile_m).max(tile_m);
     let groups_x = n.div_ceil(tile_n) as u32;
     let max_groups = g.limits.max_compute_workgroups_per_dimension;

@@ -15,6 +15,8 @@ use crate::gpu::{spread, Access, Binding, DType, Family, Gpu, GpuTensor, Spec};
 use super::{Check, KernelError};
 
 pub static FAMILY: Family = Family { name: "norm", source: include_str!("../../shaders/norm.wgsl") };
+/// Entry points of the row norms with subgroup reductions, appended where the adapter has SUBGROUP.
+const NORM_SUBGROUP: &str = include_str!("../../shaders/common/norm_subgroup.wgsl");
 
 // Flag bits of `Params.flags`, as in the shader.
 const HAS_W: u32 = 1;
@@ -89,14 +91,21 @@ pub struct Variant {
     pub rows_per_group: u32,
     /// Row norms: the output overwrites the input.
     pub inplace: bool,
+    /// Row norms: reduce with subgroup operations (needs SUBGROUP).
+    pub subgroup: bool,
 }
 
 impl Variant {
     pub fn spec(self) -> Spec {
         use Access::*;
-        let mut s = Spec::new(&FAMILY, self.kernel.entry(), &[Read, Read, Read, Read, Read, ReadWrite])
-            .tag(&format!("t{}", self.wg))
-            .constant("WG", self.wg as f64);
+        let bindings = [Read, Read, Read, Read, Read, ReadWrite];
+        let mut s = match (self.subgroup && self.kernel.is_row(), self.kernel) {
+            (true, Kernel::LayerNorm) => Spec::new(&FAMILY, "layer_norm_sg", &bindings).snippet(NORM_SUBGROUP),
+            (true, _) => Spec::new(&FAMILY, "rms_norm_sg", &bindings).snippet(NORM_SUBGROUP),
+            (false, _) => Spec::new(&FAMILY, self.kernel.entry(), &bindings),
+        }
+        .tag(&format!("t{}", self.wg))
+        .constant("WG", self.wg as f64);
         if self.kernel.is_row() {
             s = s.tag(&format!("r{}", self.rows_per_group)).constant("R", self.rows_per_group as f64);
             if self.inplace {
@@ -109,9 +118,13 @@ impl Variant {
     /// The variant for this adapter. On a CPU driver (lavapipe: one thread per workgroup, 8 lanes per vector,
     /// costly barriers) small workgroups with several rows each are fastest; on GPUs a wide workgroup per row.
     fn pick(g: &Gpu, kernel: Kernel, inplace: bool) -> Self {
-        let cpu = g.adapter.device_type == "Cpu";
+        let cpu = g.adapter.is_cpu();
         let max_inv = g.limits.max_compute_invocations_per_workgroup;
+        // NAVA_NORM_SUBGROUP=0 keeps the workgroup-memory reduction (a debug switch, see README).
+        let subgroup =
+            g.caps.subgroup && kernel.is_row() && !std::env::var("NAVA_NORM_SUBGROUP").is_ok_and(|v| v == "0");
         let (wg, r) = match (kernel.is_row(), cpu) {
+            (true, true) if subgroup => CPU_ROW_TILE_SUBGROUP,
             (true, true) => CPU_ROW_TILE,
             (true, false) => (256, 1),
             (false, true) => (CPU_CHAN_WG, 1),
@@ -123,6 +136,7 @@ impl Variant {
             wg,
             rows_per_group: if kernel.is_row() { r.min(256 / wg).max(1) } else { 1 },
             inplace: inplace && kernel.is_row(),
+            subgroup,
         }
     }
 }
@@ -131,6 +145,8 @@ impl Variant {
 /// CPU time of LayerNorm + modulation over 2048 x 3072: 8 or 16 invocations ~42 ms, 32: 53, 64: 70, 256: >300;
 /// rows per workgroup 1-4 make no measurable difference.
 const CPU_ROW_TILE: (u32, u32) = (8, 2);
+/// The same with subgroup reductions: 16 invocations (two of lavapipe's 8-wide subgroups; measured like 8).
+const CPU_ROW_TILE_SUBGROUP: (u32, u32) = (16, 2);
 /// Invocations per workgroup of the channel norms on CPU drivers (16 to 64 measure the same on lavapipe).
 const CPU_CHAN_WG: u32 = 64;
 
@@ -146,14 +162,22 @@ pub fn selected(g: &Gpu) -> Vec<String> {
 pub fn variants() -> Vec<Spec> {
     let mut v = Vec::new();
     for kernel in Kernel::ALL {
-        let tiles: &[(u32, u32)] =
-            if kernel.is_row() { &[CPU_ROW_TILE, (256, 1)] } else { &[(CPU_CHAN_WG, 1), (256, 1)] };
+        let tiles: &[(u32, u32)] = if kernel.is_row() {
+            &[CPU_ROW_TILE, CPU_ROW_TILE_SUBGROUP, (256, 1)]
+        } else {
+            &[(CPU_CHAN_WG, 1), (256, 1)]
+        };
         for &(wg, rows_per_group) in tiles {
             for inplace in [false, true] {
                 if inplace && !kernel.is_row() {
                     continue;
                 }
-                v.push(Variant { kernel, wg, rows_per_group, inplace }.spec());
+                for subgroup in [false, true] {
+                    if subgroup && !kernel.is_row() {
+                        continue;
+                    }
+                    v.push(Variant { kernel, wg, rows_per_group, inplace, subgroup }.spec());
+                }
             }
         }
     }

@@ -83,6 +83,7 @@ fn check(g: &Gpu, c: Case, seed: u64, x: Extra) {
         max_queries_per_launch: split.map(|s| s.0),
         max_keys_per_launch: split.map(|s| s.1),
         variant,
+        half: false,
     };
     let o = attention(g, &qt, &kt, &vt, opts).unwrap();
     assert_eq!(o.shape(), &[c.lq, c.heads, c.d]);

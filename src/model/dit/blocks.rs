@@ -129,7 +129,8 @@ impl Attn {
         let q = self.q.forward(g, &n.rows(r.start, len).expect("rows"), Act::None)?;
         rms_norm_into(g, &q, &q, 0..len, &self.norm_q, eps)?;
         let q = q.reshape(&[len, heads, d / heads]).expect("heads");
-        let o = attention(g, &q, &kv.k, &kv.v, AttentionOptions::default())?;
+        let half = self.q.w.format != WeightFormat::F32;
+        let o = attention(g, &q, &kv.k, &kv.v, AttentionOptions { half, ..Default::default() })?;
         self.o.add_into(g, &o.reshape(&[len, d]).expect("heads"), &x.rows(r.start, len).expect("rows"))
     }
 }
@@ -192,7 +193,7 @@ fn block_forward<'a>(
         &split3(&qkv[0]),
         &split3(&qkv[1]),
         &split3(&qkv[2]),
-        AttentionOptions { segments, ..Default::default() },
+        AttentionOptions { segments, half: ffn[0].w.format != WeightFormat::F32, ..Default::default() },
     )?;
     let o = o.reshape(&[l, d]).expect("heads");
     for (i, r) in rows.all_segments() {
