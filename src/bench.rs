@@ -63,6 +63,9 @@ pub fn gemm_bench(
     format: WeightFormat,
     budget_s: f64,
 ) -> Result<BenchResult, KernelError> {
+    check_buffer(g, "gemm x", m * k)?;
+    check_buffer(g, "gemm weight (f32 before packing)", n * k)?;
+    check_buffer(g, "gemm output", m * n)?;
     let x = g.upload_f32("bench x", &seeded(1, m * k), &[m, k])?;
     let w = Weight::from_f32(g, "bench w", format, n, k, &seeded(2, n * k))?;
     g.reset_peak_memory();
@@ -106,6 +109,59 @@ pub fn gemm_check(
         }
     }
     Ok(err / top.max(f64::MIN_POSITIVE))
+}
+
+/// Refuses a tensor over the adapter's largest buffer before its host values are made (a benchmark of an
+/// impossible size fails fast with the limit, not after filling gigabytes of host memory).
+fn check_buffer(g: &Gpu, what: &str, n_elems: usize) -> Result<(), KernelError> {
+    let bytes = 4 * n_elems as u64;
+    let limit = g.limits.max_buffer_size;
+    if bytes > limit {
+        return Err(crate::gpu::GpuError::BufferTooLarge { what: what.to_string(), bytes, limit }.into());
+    }
+    Ok(())
+}
+
+/// The Wan2.2 VAE decoder's causal 3×3×3 convolution (`CausalConv3d(c, c, 3, padding=1)`, as in its residual
+/// blocks) on x `[c, frames, h, w]` with the causal zero frames, weights `[c, c, 3, 3, 3]`. The convolutions run
+/// in f32 whatever the format (as the VAE loads them); f16/bf16 round the weights to that precision first.
+pub fn conv3d_bench(
+    g: &Gpu,
+    channels: usize,
+    [frames, h, w]: [usize; 3],
+    format: WeightFormat,
+    budget_s: f64,
+) -> Result<BenchResult, KernelError> {
+    use crate::kernels::conv::{causal_conv3d, Conv3dArgs};
+    let c = channels;
+    check_buffer(g, "conv3d input", c * frames * h * w)?;
+    check_buffer(g, "conv3d output", c * frames * h * w)?;
+    let round = |v: f32| match format {
+        WeightFormat::F16 => half::f16::from_f32(v).to_f32(),
+        WeightFormat::BF16 => half::bf16::from_f32(v).to_f32(),
+        _ => v,
+    };
+    if !matches!(format, WeightFormat::F32 | WeightFormat::F16 | WeightFormat::BF16) {
+        return Err(KernelError::Unsupported {
+            op: "causal_conv3d",
+            what: format!("weights in {}: the VAE's convolutions take f32, f16 or bf16 values", format.name()),
+        });
+    }
+    let x = g.upload_f32("bench conv3d x", &seeded(7, c * frames * h * w), &[c, frames, h, w])?;
+    let weight: Vec<f32> = seeded(8, c * c * 27).into_iter().map(|v| round(v * 0.05)).collect();
+    let weight = g.upload_f32("bench conv3d weight", &weight, &[c, c, 3, 3, 3])?;
+    let bias = g.upload_f32("bench conv3d bias", &seeded(9, c), &[c])?;
+    let args = Conv3dArgs { bias: Some(&bias), padding: [1, 1, 1], stride: [1, 1], cache: None };
+    g.reset_peak_memory();
+    let (iters, s) = time_loop(g, budget_s, 1, || causal_conv3d(g, &x, &weight, &args).map(drop))?;
+    Ok(BenchResult {
+        label: format!("causal_conv3d c{c} {frames}x{h}x{w} {}", format.name()),
+        iters,
+        seconds_per_iter: s,
+        // Output values × (multiply + add) × inputs per value (c · 27).
+        flops_per_iter: 2.0 * (c * frames * h * w) as f64 * (c * 27) as f64,
+        peak_gpu_bytes: g.memory().peak_bytes,
+    })
 }
 
 /// Attention of q `[lq, heads, d]` over k, v `[lk, heads, d]`.

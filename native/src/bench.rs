@@ -36,6 +36,24 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 0)]
         check_rows: usize,
     },
+    /// The Wan2.2 VAE decoder's causal 3×3×3 convolution (channels in = out, as in its residual blocks: 1024,
+    /// 512, 256 at the decoder's resolutions) over x [channels, frames, height, width].
+    Conv3d {
+        #[arg(long, default_value_t = 128)]
+        channels: usize,
+        /// Frames of the chunk (the decoder convolves 1 to 4 at a time, after 2 cached or zero frames).
+        #[arg(long, default_value_t = 2)]
+        frames: usize,
+        #[arg(long, default_value_t = 32)]
+        height: usize,
+        #[arg(long, default_value_t = 32)]
+        width: usize,
+        /// Weight precision: f32, or f16/bf16 (rounded; the kernel computes in f32).
+        #[arg(long, default_value = "f32")]
+        dtype: String,
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
     /// Attention of q [lq, heads, head-dim] over k, v [lk, heads, head-dim].
     Attention {
         #[arg(long, default_value_t = 1)]
@@ -189,6 +207,14 @@ pub fn run(opts: &GpuOptions, cmd: BenchCmd) -> Result<(), Box<dyn std::error::E
                 println!("check: max |y - ref| / max |ref| over {check_rows} rows = {e:.3e}");
             }
             let r = nava::bench::gemm_bench(&g, m, n, k, format_arg(&dtype)?, seconds)?;
+            report(&r);
+            println!("GFLOP/s: {:.2}", r.gflops());
+        }
+        BenchCmd::Conv3d { channels, frames, height, width, dtype, seconds } => {
+            if [channels, frames, height, width].contains(&0) {
+                return Err("--channels, --frames, --height and --width must be at least 1".into());
+            }
+            let r = nava::bench::conv3d_bench(&g, channels, [frames, height, width], format_arg(&dtype)?, seconds)?;
             report(&r);
             println!("GFLOP/s: {:.2}", r.gflops());
         }

@@ -18,6 +18,7 @@ use nava::pipeline::generate::{
 };
 
 use crate::preview::PreviewHandle;
+use nava::pipeline::plan::Advice;
 use nava::pipeline::shape::{Length, Orientation, Size};
 use nava::pipeline::{GuidanceScales, PipelineError, SampleConfig, Solver};
 
@@ -83,7 +84,9 @@ pub struct GenerateArgs {
     /// Weight format on the GPU: f32, f16, bf16, q8, q4, fp8 (default: as stored).
     #[arg(long)]
     quant: Option<String>,
-    /// GPU memory budget in GiB: denoiser blocks beyond it stay in host memory and stream in.
+    /// GPU memory budget in GiB: checked against the planned peak of every stage before loading (with advice on
+    /// --quant when it does not fit); denoiser blocks beyond it stay in host memory and stream in, and the VAE
+    /// decodes in tiles that fit (see `nava plan`).
     #[arg(long, value_name = "GIB")]
     max_vram: Option<f64>,
     /// Output MP4.
@@ -307,6 +310,15 @@ fn stage_name(s: Stage) -> &'static str {
 
 pub fn run(opts: &GpuOptions, a: GenerateArgs) -> Result<(), BoxError> {
     let plan = plan(&a)?;
+    if let Offload::Budget(_) = plan.offload {
+        // Before the adapter and any weights: a budget the generation cannot fit fails here, with advice.
+        let models = Models::open(&plan.source, plan.format, plan.offload)?;
+        match models.memory_advice(&plan.request)? {
+            Advice::Fits => {}
+            Advice::Offloaded { advice, .. } => eprintln!("note: {advice}"),
+            Advice::UseFormat(m) | Advice::Impossible(m) => return Err(m.into()),
+        }
+    }
     if let Some(dir) = &a.frames_dir {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }

@@ -10,6 +10,7 @@ mod generate_bench;
 mod info;
 mod inspect;
 mod oracle;
+mod plan;
 mod preview;
 mod speaker_bench;
 mod text_bench;
@@ -51,6 +52,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Convert official checkpoints into the runtime layout (manifest + shards), optionally quantised.
     Convert(convert::ConvertArgs),
+    /// Print the GPU memory each stage of a generation needs (no loading) and the weight formats that fit a budget.
+    Plan(plan::PlanArgs),
     /// Play an MP4 (H.264) in a window, looped: Space pauses, Esc or Q closes.
     View(view::ViewArgs),
 }
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => inspect::run(a),
         Command::Convert(a) => convert::run(a),
         Command::View(a) => view::run(a),
+        Command::Plan(a) => plan::run(a),
         Command::Generate(a) => generate::run(&opts, *a).map_err(|e| e as Box<dyn std::error::Error>),
     };
     match result {

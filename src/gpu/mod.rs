@@ -11,6 +11,7 @@ mod tensor;
 pub use adapter::{describe_adapters, AdapterSummary, Caps};
 pub use context::{spread, Gpu, GpuOptions, MemoryStats, Pipeline};
 pub use error::GpuError;
+pub use pool::size_class;
 pub use shader::{Access, Family, Spec};
 pub use tensor::{Binding, DType, GpuTensor};
 

@@ -47,7 +47,7 @@ pub(crate) struct Pool {
 }
 
 /// Rounds a request up to its size class: powers of two split in eight steps, so at most 12.5 % is wasted.
-pub(crate) fn size_class(bytes: u64, max: u64) -> u64 {
+pub fn size_class(bytes: u64, max: u64) -> u64 {
     let bytes = bytes.max(16).div_ceil(4) * 4;
     if bytes <= 1024 {
         return bytes.next_power_of_two();

@@ -99,6 +99,21 @@ impl WeightFormat {
             Self::Fp8 => 8.0,
         }
     }
+
+    /// GPU bytes of an `[n, k]` weight packed in this format: (words, scales) as [`PackedWeight`] lays them out,
+    /// padding included (0 scale bytes for the float formats).
+    pub fn packed_bytes(self, n: usize, k: usize) -> (u64, u64) {
+        let (n_pad, k_pad) = pads(self, n, k);
+        let words = (k_pad / self.per_word() * n_pad) as u64 * 4;
+        let scales = match self {
+            // f16 block scales, two per word.
+            Self::Q8 | Self::Q4 => (k_pad / 32 * n_pad).div_ceil(2) as u64 * 4,
+            // one f32 per output column.
+            Self::Fp8 => n_pad as u64 * 4,
+            Self::F32 | Self::F16 | Self::BF16 => 0,
+        };
+        (words, scales)
+    }
 }
 
 /// A weight matrix `[n, k]` in the GPU word layout, still on the host.

@@ -515,11 +515,15 @@ impl AudioDecoder {
             let level = &self.up[l];
             for (j, b) in level.blocks.iter().enumerate() {
                 x = b.forward(g, &x)?;
+                // Launches hold their buffers (im2col columns included) until the submit: one per block keeps
+                // the peak at one block's intermediates.
+                g.flush()?;
                 emit(&format!("dec.up{l}.block{j}"), &x);
             }
             if let Some(conv) = &level.upsample {
                 let u = upsample_nearest2x(g, &x)?;
                 x = conv.forward(g, &u, true)?;
+                g.flush()?;
                 emit(&format!("dec.up{l}.upsample"), &x);
             }
         }

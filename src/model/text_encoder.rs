@@ -397,6 +397,9 @@ impl TextEncoder {
                 })
                 .collect::<Result<Vec<_>, ModelError>>()?;
             block.forward(g, c, &x, &segments, false)?;
+            // Launches hold their buffers until the submit: one per block bounds the peak to one block's
+            // intermediates (the position biases alone are heads·n² values per prompt).
+            g.flush()?;
         }
         let y = t5_rms_norm(g, &x, &self.norm, EPS)?;
         Ok(spans.iter().map(|&(s, n)| y.rows(s, n).expect("spans inside the output")).collect())

@@ -529,6 +529,9 @@ impl AmpBlock {
                 Some(c) => binary_inplace(g, c, &xt, Binary::Add)?,
                 None => cur = Some(binary(g, x, &xt, Binary::Add)?),
             }
+            // Launches hold their buffers (im2col columns, the ×2 activations) until the submit: one per step
+            // keeps the peak at one step's intermediates.
+            g.flush()?;
         }
         let y = cur.expect("three steps");
         if let Some((f, name)) = trace.as_mut() {

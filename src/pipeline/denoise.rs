@@ -5,7 +5,7 @@
 //! Asynchronous so that the browser build can drive it without blocking; native code uses `block_on`.
 
 use crate::gpu::{Gpu, GpuTensor};
-use crate::model::dit::{Context, Dit, DitInput, Speakers};
+use crate::model::dit::{Context, Dit, DitConfig, DitInput, Speakers};
 use crate::model::ModelError;
 
 use super::{Pass, PerModality, PipelineError, SampleConfig, Stepper, Timestep};
@@ -136,16 +136,21 @@ pub const DEFAULT_BATCH_BYTES: u64 = 1 << 30;
 /// Whether `passes` sequences of `shape` can run as one forward: their activations (the residual stream, norms,
 /// q/k/v/o and the FFN's hidden rows, f32) within the budget, and the FFN's hidden rows within one binding.
 pub fn batch_fits(g: &Gpu, dit: &Dit, shape: LatentShape, passes: usize, budget: Option<u64>) -> bool {
-    if passes < 2 {
-        return false;
-    }
     let c = &dit.config;
     let [_, ph, pw] = c.patch_size;
     let video = shape.video.map_or(0, |[_, f, h, w]| f * (h / ph.max(1)) * (w / pw.max(1)));
-    let rows = (passes * (video + shape.audio[0])) as u64;
+    let budget = budget.unwrap_or(DEFAULT_BATCH_BYTES);
+    batch_fits_rows(c, video + shape.audio[0], passes, budget, Some(g.max_binding()))
+}
+
+/// [`batch_fits`] for sequences of `rows` token rows, without a device (`max_binding`: its largest binding).
+pub fn batch_fits_rows(c: &DitConfig, rows: usize, passes: usize, budget: u64, max_binding: Option<u64>) -> bool {
+    if passes < 2 {
+        return false;
+    }
+    let rows = (passes * rows) as u64;
     let per_row = (8 * c.dim + c.ffn_dim) as u64 * 4;
-    let limit = budget.unwrap_or(DEFAULT_BATCH_BYTES);
-    rows * per_row <= limit && rows * c.ffn_dim as u64 * 4 <= g.max_binding()
+    rows * per_row <= budget && max_binding.is_none_or(|m| rows * c.ffn_dim as u64 * 4 <= m)
 }
 
 /// One step's latents on the GPU, shared by its passes.

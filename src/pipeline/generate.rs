@@ -175,14 +175,31 @@ pub struct Models {
     audio: Option<(AudioDecoder, Vocoder)>,
 }
 
+/// The configurations of the models of a generation.
 #[derive(Clone, Debug)]
-struct Configs {
-    t5: T5Config,
-    dit: DitConfig,
-    vae: VaeConfig,
-    audio_vae: AudioVaeConfig,
-    vocoder: VocoderConfig,
-    speaker: RedimConfig,
+pub struct Configs {
+    pub t5: T5Config,
+    pub dit: DitConfig,
+    pub vae: VaeConfig,
+    pub audio_vae: AudioVaeConfig,
+    pub vocoder: VocoderConfig,
+    pub speaker: RedimConfig,
+}
+
+impl Configs {
+    /// The released models' configurations (what `nava convert` records for the official files).
+    pub fn real() -> Result<Self, PipelineError> {
+        configs_from(|name| {
+            crate::model::KnownModel::parse(name)
+                .map(crate::model::KnownModel::config)
+                .ok_or_else(|| PipelineError::Input(format!("unknown model {name}")))
+        })
+    }
+
+    /// The built-in tiny model's.
+    pub fn tiny() -> Self {
+        tiny_configs()
+    }
 }
 
 impl Models {
@@ -227,13 +244,27 @@ impl Models {
         self.source == ModelSource::Tiny
     }
 
+    pub fn configs(&self) -> &Configs {
+        &self.configs
+    }
+
+    /// The plan of `req` with these models, format and offload (see [`super::plan`]).
+    pub fn memory_plan(&self, req: &Request) -> Result<super::plan::MemoryPlan, PipelineError> {
+        super::plan::plan(&self.configs, &super::plan::PlanRequest::of(req, self.format(), self.offload))
+    }
+
+    /// Quantisation advice for `req` under `--max-vram` (always fits without a budget).
+    pub fn memory_advice(&self, req: &Request) -> Result<super::plan::Advice, PipelineError> {
+        super::plan::advise(&self.configs, &super::plan::PlanRequest::of(req, self.format(), self.offload))
+    }
+
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
     }
 
     /// The GEMM weight format: the requested one (or the converted directory's), else f32 for the tiny model and
     /// f16 for real weights.
-    fn format(&self) -> WeightFormat {
+    pub fn format(&self) -> WeightFormat {
         self.format.unwrap_or(if self.is_tiny() { WeightFormat::F32 } else { WeightFormat::F16 })
     }
 
@@ -365,6 +396,17 @@ pub async fn generate(
         return Err(PipelineError::Input("a first frame needs video output (mode audio+video)".into()));
     }
     let format = models.format();
+    // With a budget, the plan decides offload, batching and tiles from the real sizes, and refuses before any
+    // loading what cannot fit.
+    let planned = match models.vram_budget() {
+        None => None,
+        Some(_) => {
+            if let super::plan::Advice::Impossible(e) | super::plan::Advice::UseFormat(e) = models.memory_advice(req)? {
+                return Err(PipelineError::Input(e));
+            }
+            Some(models.memory_plan(req)?)
+        }
+    };
 
     // Prompts: positive and negative, one batch through the text encoder.
     let positive = models.tokenizer.encode(&req.prompt).map_err(ModelError::from)?;
@@ -466,7 +508,11 @@ pub async fn generate(
     // Denoising.
     if models.dit.is_none() {
         let c = models.configs.dit.clone();
-        let opts = LoadOptions { format, offload: models.offload };
+        let offload = match &planned {
+            Some(p) => Offload::Resident(p.dit.resident_blocks),
+            None => models.offload,
+        };
+        let opts = LoadOptions { format, offload };
         let d = models.with_source(
             "nava-dit",
             || c.key_table(DIT_PREFIX),
@@ -497,7 +543,8 @@ pub async fn generate(
         PerModality { video: v0, audio: a0 },
         first_frame.as_deref(),
         has_speaker_embeddings,
-        models.vram_budget().map(|b| b / 4),
+        // The plan's choice as a budget `batch_fits` reads (the binding limit still applies).
+        planned.as_ref().map(|p| if p.dit.batched { u64::MAX } else { 0 }),
         &mut |done, _| match obs.event(Event::Progress { stage: Stage::Denoise, done: done as u64 }) {
             Ok(()) => true,
             Err(e) => {

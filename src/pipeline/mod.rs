@@ -9,6 +9,7 @@ pub mod denoise;
 pub mod generate;
 pub mod guidance;
 pub mod noise;
+pub mod plan;
 pub mod sampler;
 pub mod shape;
 

@@ -291,13 +291,22 @@ impl Dit {
         let double = self
             .double_blocks
             .iter()
-            .map(|s| s.with(|w| DoubleBlock::load(g, w, c, f), |b| b.cross_kv(g, &ctx, c.num_heads, eps)))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|s| {
+                let kv = s.with(|w| DoubleBlock::load(g, w, c, f), |b| b.cross_kv(g, &ctx, c.num_heads, eps))?;
+                // An offloaded block's uploaded weights stay bound until the submit: one per block.
+                g.flush()?;
+                Ok(kv)
+            })
+            .collect::<Result<Vec<_>, ModelError>>()?;
         let single = self
             .single_blocks
             .iter()
-            .map(|s| s.with(|w| SingleBlock::load(g, w, c, f), |b| b.cross_kv(g, &ctx, c.num_heads, eps)))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|s| {
+                let kv = s.with(|w| SingleBlock::load(g, w, c, f), |b| b.cross_kv(g, &ctx, c.num_heads, eps))?;
+                g.flush()?;
+                Ok(kv)
+            })
+            .collect::<Result<Vec<_>, ModelError>>()?;
         Ok(Context { double, single, embedded: ctx })
     }
 
@@ -432,6 +441,9 @@ impl Dit {
                 |w| DoubleBlock::load(g, w, c, f),
                 |blk| blk.forward(g, c, &x, &rows, &time, &kv, &rope, segments),
             )?;
+            // Recorded launches hold every buffer they bind until the submit: one per block keeps the peak at one
+            // block's intermediates (and one offloaded block's weights) instead of a whole batch's worth.
+            g.flush()?;
             emit(&format!("double_{i}"), &x);
         }
         for (i, slot) in self.single_blocks.iter().enumerate() {
@@ -440,6 +452,7 @@ impl Dit {
                 |w| SingleBlock::load(g, w, c, f),
                 |blk| blk.forward(g, c, &x, &rows, &time, &kv, &rope, segments),
             )?;
+            g.flush()?; // as above
             emit(&format!("single_{i}"), &x);
         }
         let mut out = Vec::with_capacity(inputs.len());

@@ -19,6 +19,9 @@ pub enum Offload {
     /// As many blocks on the GPU as fit in this many bytes with the rest of the model and room for activations
     /// (`--max-vram`); the others in host memory.
     Budget(u64),
+    /// Exactly this many blocks (double first, then single) on the GPU, the rest in host memory: what a memory plan
+    /// (`pipeline::plan`) chose for a budget from the real activation sizes.
+    Resident(usize),
 }
 
 /// How to load the DiT.
@@ -99,6 +102,7 @@ pub fn resident_blocks(c: &DitConfig, prefix: &str, opts: &LoadOptions) -> usize
     let budget = match opts.offload {
         Offload::Never => return total,
         Offload::Always => return 0,
+        Offload::Resident(n) => return n.min(total),
         Offload::Budget(b) => b,
     };
     let table = c.key_table(prefix);

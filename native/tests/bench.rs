@@ -1,0 +1,41 @@
+//! `nava bench`: the conv3d benchmark's output (headline last), and benchmarks that cannot run on the adapter
+//! exit non-zero naming the limit (sizes far over any 2 GiB buffer limit).
+
+use std::process::{Command, Output};
+
+fn nava(args: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nava"));
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        c.env("XDG_RUNTIME_DIR", std::env::temp_dir());
+    }
+    let out = c.args(args).output().expect("run nava");
+    eprintln!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+#[test]
+fn bench_conv3d_reports_gflops_last() {
+    let o = nava(&["bench", "conv3d", "--channels", "16", "--height", "8", "--width", "8", "--seconds", "0.2"]);
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("peak GPU memory:"), "{out}");
+    let last = out.lines().last().unwrap_or_default();
+    assert!(last.starts_with("GFLOP/s: "), "{out}");
+}
+
+#[test]
+fn bench_over_the_buffer_limit_fails_with_the_limit() {
+    // 2^31 f32 values: over any max_buffer_size below 8 GiB, lavapipe's 2 GiB included.
+    for args in [
+        &["bench", "gemm", "--m", "65536", "--k", "32768", "--n", "64"][..],
+        &["bench", "conv3d", "--channels", "1024", "--frames", "2", "--height", "1024", "--width", "1024"],
+    ] {
+        let o = nava(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert!(err.contains("max_buffer_size"), "{args:?}: {err}");
+    }
+    let o = nava(&["bench", "conv3d", "--dtype", "q4", "--seconds", "0.1"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("f32, f16 or bf16"));
+}
