@@ -7,12 +7,14 @@ mod error;
 mod pool;
 mod shader;
 mod tensor;
+mod writer;
 
 pub use adapter::{describe_adapters, AdapterSummary, Caps};
 pub use context::{spread, Gpu, GpuOptions, MemoryStats, Pipeline};
 pub use error::GpuError;
 pub use shader::{Access, Family, Spec};
 pub use tensor::{Binding, DType, GpuTensor};
+pub use writer::TensorWriter;
 
 /// Runs a future to completion on this thread (native only; the browser awaits instead).
 #[cfg(not(target_arch = "wasm32"))]
