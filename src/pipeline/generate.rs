@@ -217,7 +217,7 @@ impl Models {
                 (open_tokenizer(dir)?, configs, stored_format(&manifest))
             }
             ModelSource::Streamed(w) => {
-                let configs = dir_configs(Path::new("the streamed directory"), w.manifest())?;
+                let configs = dir_configs(w.label(), w.manifest())?;
                 (Tokenizer::from_bytes(UMT5_TOKENIZER).map_err(ModelError::from)?, configs, stored_format(w.manifest()))
             }
         };

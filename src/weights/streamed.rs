@@ -61,6 +61,11 @@ impl StreamedWeights {
         &self.manifest
     }
 
+    /// The directory's URL or folder, as given.
+    pub fn label(&self) -> &Path {
+        &self.label
+    }
+
     /// Arrays in GPU memory so far.
     pub fn array_count(&self) -> usize {
         self.arrays.len()
@@ -394,7 +399,11 @@ impl ShardStream {
 
     /// Called after the last chunk: the shard must have arrived whole.
     pub fn finish(mut self, g: &Gpu, weights: &mut StreamedWeights) -> Result<(), LoadError> {
-        if self.got != self.want || !self.header_done {
+        if self.got == self.want && !self.header_done {
+            let e = SafetensorsHeader::parse(self.file.clone(), &self.head, self.want).err();
+            return Err(e.unwrap_or_else(|| self.bad("the file ends inside its safetensors header".into())).into());
+        }
+        if self.got != self.want {
             return Err(self
                 .bad(format!(
                     "received {} bytes, manifest.json lists {} (the download was cut off, or the file is not the \
