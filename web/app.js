@@ -141,8 +141,10 @@ function source() {
 }
 
 // A converted directory as a reader of named files: `open(name)` gives {stream, cached}.
+const urlRoot = (base) => new URL(base.endsWith('/') ? base : base + '/', location.href);
+
 function urlDirectory(base, signal) {
-  const root = new URL(base.endsWith('/') ? base : base + '/', location.href);
+  const root = urlRoot(base);
   const cache = 'caches' in self ? caches.open(CACHE).catch(() => null) : Promise.resolve(null);
   let caching = true;
   return {
@@ -211,17 +213,18 @@ function named(name, message) {
 
 const mib = (b) => `${(b / 2 ** 20).toFixed(1)} MiB`;
 
-// Streams every shard into GPU buffers: chunks go straight to the engine, which uploads each array when complete.
+// Streams every shard into GPU buffers: each chunk goes straight to the engine, which writes it into the GPU
+// buffers of the arrays it belongs to (wasm memory never holds more than the chunk).
 async function loadConverted(dir, signal) {
   const manifest = await dir.text('manifest.json');
-  const shards = engine.beginModel(manifest);
+  const shards = engine.beginModel(manifest, dir.label);
   const total = shards.reduce((n, s) => n + s.bytes, 0);
   await dir.planCache(total);
   let done = 0;
   stage('weights', 0, total);
   for (const s of shards) {
     const { stream } = await dir.open(s.file);
-    engine.beginShard(s.model, s.file, s.bytes);
+    engine.beginShard(s.model, s.file);
     const reader = stream.getReader();
     try {
       for (;;) {
@@ -244,6 +247,7 @@ async function loadConverted(dir, signal) {
 
 async function loadModel(signal) {
   const kind = source();
+  state.model = null;
   if (kind === 'tiny') {
     state.model = { kind: 'tiny' };
     $('model-status').textContent = 'built-in tiny model';
@@ -279,6 +283,9 @@ $('load').addEventListener('click', () => run(async (signal) => {
   state.status = 'loaded';
   if (!state.warnings.length) show('info', `Model ready: ${$('model-status').textContent}.`);
 }));
+
+// Another folder or URL is another model: the next Generate loads it.
+for (const id of ['dir', 'url']) $(id).addEventListener('change', () => { state.model = null; });
 
 // ---- generation -------------------------------------------------------------------------------------------
 
@@ -336,13 +343,15 @@ async function imagePixels(file) {
 $('form').addEventListener('submit', (ev) => {
   ev.preventDefault();
   run(async (signal) => {
-    if (source() !== 'tiny') {
-      throw named('unsupported', 'Generation in the browser runs the built-in tiny model for now: converted models ' +
-        'load into GPU buffers (Load model), but the generation pipeline reads them only natively (`nava generate --weights`).');
+    // A converted model loads once (Load model, or the first Generate) and stays in GPU memory for later runs.
+    const kind = source();
+    const same = state.model && state.model.kind === kind &&
+      (kind !== 'url' || state.model.label === urlRoot($('url').value.trim()).href);
+    if (!same) {
+      state.status = 'loading';
+      await loadModel(signal);
     }
-    state.status = 'loading';
-    await loadModel(signal);
-    const request = await readRequest();
+    const request = { ...(await readRequest()), model: kind === 'tiny' ? 'tiny' : 'converted' };
     state.status = 'running';
     const frames = [];
     const t0 = performance.now();

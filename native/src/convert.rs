@@ -14,7 +14,7 @@ use crate::inspect::human;
 pub struct ConvertArgs {
     /// Official files as MODEL=FILE, or MODEL:QUANT=FILE to give one model its own mode. MODEL is one of
     /// nava-dit, umt5, wan-vae, ltx-audio-vae, redimnet.
-    #[arg(required = true, value_name = "MODEL[:QUANT]=FILE")]
+    #[arg(required_unless_present = "tiny", value_name = "MODEL[:QUANT]=FILE")]
     inputs: Vec<String>,
     /// The output directory. It is written under a hidden temporary name and appears only when complete.
     #[arg(short, long, value_name = "DIR")]
@@ -37,6 +37,10 @@ pub struct ConvertArgs {
     /// `nava generate --weights DIR` finds everything in one place.
     #[arg(long, value_name = "FILE")]
     tokenizer: Option<PathBuf>,
+    /// Write the built-in tiny model (seeded weights, every model, the tokenizer) instead of official files: a
+    /// small converted directory for testing the paths that read one (the browser page's tests).
+    #[arg(long, hide = true, conflicts_with_all = ["inputs", "tokenizer", "no_check"])]
+    tiny: bool,
 }
 
 struct Input {
@@ -66,6 +70,13 @@ pub fn run(a: ConvertArgs) -> Result<(), Box<dyn std::error::Error>> {
         nava::model::tokenizer::Tokenizer::from_file(t).map_err(|e| format!("--tokenizer {}: {e}", t.display()))?;
     }
     let default = Quant::parse(&a.quant).ok_or("unknown --quant")?;
+    let opts = ConvertOptions { shard_limit_bytes: a.shard_mib.max(1) << 20, overwrite: a.overwrite };
+    if a.tiny {
+        let reports = nava::pipeline::generate::write_tiny(&a.out, default, &opts)?;
+        let bytes: u64 = reports.iter().map(|r| r.bytes_out).sum();
+        println!("wrote the tiny model to {} ({} in {} models)", a.out.display(), human(bytes), reports.len());
+        return Ok(());
+    }
     let inputs = a.inputs.iter().map(|s| parse_input(s, default)).collect::<Result<Vec<_>, _>>()?;
     let mut opened = Vec::with_capacity(inputs.len());
     for i in &inputs {
@@ -93,7 +104,6 @@ pub fn run(a: ConvertArgs) -> Result<(), Box<dyn std::error::Error>> {
             quant: i.quant,
         })
         .collect();
-    let opts = ConvertOptions { shard_limit_bytes: a.shard_mib.max(1) << 20, overwrite: a.overwrite };
 
     let bar = ProgressBar::new(0);
     bar.set_style(

@@ -299,6 +299,80 @@ impl Gpu {
         Ok(t)
     }
 
+    /// Writes `bytes` into `t` starting `offset` bytes into its data, for data that arrives in pieces (weights
+    /// streamed from the network). wgpu writes whole 32-bit words, so `offset` must be a multiple of 4, and so must
+    /// `bytes.len()` unless the write ends exactly at the end of the tensor's data (the last word is then padded
+    /// with zeros). [`TensorWriter`](super::TensorWriter) carries unaligned chunk tails over to the next chunk.
+    pub fn write_at(&self, t: &GpuTensor, offset: u64, bytes: &[u8]) -> Result<(), GpuError> {
+        let what = || format!("{t:?}");
+        let size = t.len_bytes();
+        let end = offset.saturating_add(bytes.len() as u64);
+        if end > size {
+            return Err(GpuError::Write {
+                what: what(),
+                reason: format!("bytes {offset}..{end} fall outside its {size} bytes"),
+            });
+        }
+        if !offset.is_multiple_of(4) {
+            return Err(GpuError::Write { what: what(), reason: format!("offset {offset} is not a multiple of 4") });
+        }
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        // Recorded launches must run before their buffers can be overwritten.
+        self.flush()?;
+        if bytes.len().is_multiple_of(4) {
+            self.queue.write_buffer(&t.buf.raw, t.offset() + offset, bytes);
+            return Ok(());
+        }
+        // Only the last word of the tensor may be partial: elsewhere the padding would overwrite data.
+        if end.div_ceil(4) * 4 != size {
+            return Err(GpuError::Write {
+                what: what(),
+                reason: format!("{} bytes at offset {offset} end inside a 32-bit word", bytes.len()),
+            });
+        }
+        let whole = bytes.len() / 4 * 4;
+        self.queue.write_buffer(&t.buf.raw, t.offset() + offset, &bytes[..whole]);
+        let mut last = [0u8; 4];
+        last[..bytes.len() - whole].copy_from_slice(&bytes[whole..]);
+        self.queue.write_buffer(&t.buf.raw, t.offset() + offset + whole as u64, &last);
+        Ok(())
+    }
+
+    /// One tensor made of `parts` laid end to end (rows of one array split across shards), copied on the GPU.
+    /// Every part but the last must hold whole 32-bit words.
+    pub fn concat(
+        &self,
+        what: &str,
+        parts: &[GpuTensor],
+        shape: &[usize],
+        dtype: DType,
+    ) -> Result<GpuTensor, GpuError> {
+        let t = self.alloc(what, shape, dtype)?;
+        let mut at = 0u64;
+        self.flush()?;
+        let mut enc =
+            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("nava.concat") });
+        for p in parts {
+            let n = p.len_bytes();
+            if !at.is_multiple_of(4) || at + n > t.len_bytes() {
+                return Err(GpuError::Write {
+                    what: what.to_string(),
+                    reason: format!(
+                        "a part of {n} bytes at byte {at} does not fit {} bytes in whole words",
+                        t.len_bytes()
+                    ),
+                });
+            }
+            enc.copy_buffer_to_buffer(&p.buf.raw, p.offset(), &t.buf.raw, t.offset() + at, n);
+            at += n;
+        }
+        self.queue.submit([enc.finish()]);
+        self.check()?;
+        Ok(t)
+    }
+
     pub fn upload_f32(&self, what: &str, data: &[f32], shape: &[usize]) -> Result<GpuTensor, GpuError> {
         self.upload_bytes(what, bytemuck::cast_slice(data), shape, DType::F32)
     }

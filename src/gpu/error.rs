@@ -28,6 +28,8 @@ pub enum GpuError {
     Validation { label: String, message: String },
     #[error("reading a buffer back from the GPU failed: {0}")]
     Readback(String),
+    #[error("writing into {what}: {reason}")]
+    Write { what: String, reason: String },
     #[error("{what}: {got} bytes of data for a tensor of {want} bytes")]
     UploadSize { what: String, got: usize, want: usize },
 }

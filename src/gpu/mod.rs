@@ -7,6 +7,7 @@ mod error;
 mod pool;
 mod shader;
 mod tensor;
+mod writer;
 
 pub use adapter::{describe_adapters, AdapterSummary, Caps};
 pub use context::{spread, Gpu, GpuOptions, MemoryStats, Pipeline};
@@ -14,6 +15,7 @@ pub use error::GpuError;
 pub use pool::size_class;
 pub use shader::{Access, Family, Spec};
 pub use tensor::{Binding, DType, GpuTensor};
+pub use writer::TensorWriter;
 
 /// Runs a future to completion on this thread (native only; the browser awaits instead).
 #[cfg(not(target_arch = "wasm32"))]

@@ -342,6 +342,41 @@ impl Weight {
         Ok(Self { format: p.format, n: p.n, k: p.k, n_pad: p.n_pad(), k_pad: p.k_pad(), words, scales })
     }
 
+    /// A weight whose packed words (and scales) are already in GPU memory as U32 arrays in the layout of
+    /// [`PackedWeight`] (weights streamed into GPU buffers); their lengths are checked against `[n, k]`.
+    pub fn from_words(
+        format: WeightFormat,
+        n: usize,
+        k: usize,
+        words: GpuTensor,
+        scales: Option<GpuTensor>,
+    ) -> Result<Self, KernelError> {
+        let (n_pad, k_pad) = pads(format, n, k);
+        let want_words = k_pad / format.per_word() * n_pad;
+        let want_scales = match format {
+            WeightFormat::Q8 | WeightFormat::Q4 => k_pad / 32 * n_pad / 2,
+            WeightFormat::Fp8 => n_pad,
+            _ => 0,
+        };
+        let got_scales = scales.as_ref().map_or(0, GpuTensor::numel);
+        if words.numel() != want_words || got_scales != want_scales {
+            return Err(KernelError::Unsupported {
+                op: "gemm weight",
+                what: format!(
+                    "a {} [{n}, {k}] weight needs {want_words} words and {want_scales} scales, got {} and \
+                     {got_scales}: the stored arrays do not match the manifest; convert the model again",
+                    format.name(),
+                    words.numel()
+                ),
+            });
+        }
+        let flat = |t: GpuTensor| {
+            let n = t.numel();
+            t.reshape(&[n]).expect("same element count")
+        };
+        Ok(Self { format, n, k, n_pad, k_pad, words: flat(words), scales: scales.map(flat) })
+    }
+
     /// Uploads an f32 `[n, k]` matrix in `format` (quantising where the format asks for it).
     pub fn from_f32(
         g: &Gpu,

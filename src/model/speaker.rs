@@ -578,6 +578,13 @@ impl SpeakerEncoder {
     }
 }
 
+/// Calls `f` with the weights [`SpeakerEncoder::seeded`] loads (seeded values, the standard front-end buffers), as
+/// a source: what the built-in tiny model writes as its converted `redimnet`.
+pub fn with_seeded_source<R>(config: &RedimConfig, seed: u64, f: impl FnOnce(&dyn TensorSource) -> R) -> R {
+    let seeded = crate::weights::SeededSource::new("seeded ReDimNet", &config.key_table(), seed);
+    f(&StandardFrontEnd::new(&seeded, &MelBanks::standard(config.f, config.hop_length)))
+}
+
 /// A source whose `spec.torchfbank.*` buffers are the standard ones, everything else from `inner`.
 struct StandardFrontEnd<'a> {
     inner: &'a dyn TensorSource,

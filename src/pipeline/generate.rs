@@ -9,6 +9,7 @@
 //! seconds, and its output is abstract.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::gpu::Gpu;
 use crate::io::{Audio, Frame};
@@ -21,7 +22,10 @@ use crate::model::tokenizer::{Tokenizer, Tokens};
 use crate::model::video_vae::{VaeConfig, VideoVae};
 use crate::model::vocoder::{Vocoder, VocoderConfig};
 use crate::model::ModelError;
-use crate::weights::{ManifestSource, SeededSource, TensorSource, WithProgress};
+use crate::weights::{
+    convert, ConvertOptions, ManifestSource, ModelInput, ModelReport, Quant, SeededSource, StreamedWeights,
+    TensorSource, WithProgress,
+};
 
 use super::denoise::{denoise, Conditioning, LatentShape, PassContexts};
 use super::noise::initial_latents;
@@ -143,12 +147,27 @@ pub trait Observer {
 }
 
 /// Where the weights come from.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub enum ModelSource {
     /// The built-in tiny model (seeded weights).
     Tiny,
     /// A directory written by `nava convert` with every model, plus `tokenizer.json` (or `tokenizer.json.gz`).
     Dir(PathBuf),
+    /// A directory written by `nava convert` whose shards were streamed into GPU memory (the browser's way:
+    /// see [`StreamedWeights`]). The tokenizer is the built-in umt5-xxl one, the file `nava convert` copies.
+    Streamed(Arc<StreamedWeights>),
+}
+
+impl PartialEq for ModelSource {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Tiny, Self::Tiny) => true,
+            (Self::Dir(a), Self::Dir(b)) => a == b,
+            // The same arrays in GPU memory, not merely the same manifest.
+            (Self::Streamed(a), Self::Streamed(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
 }
 
 /// The result of a generation: the audio (not yet peak-normalised: writers do that, as the reference's caller
@@ -214,6 +233,10 @@ impl Models {
                 let configs = dir_configs(dir, &manifest)?;
                 (open_tokenizer(dir)?, configs, stored_format(&manifest))
             }
+            ModelSource::Streamed(w) => {
+                let configs = dir_configs(w.label(), w.manifest())?;
+                (Tokenizer::from_bytes(UMT5_TOKENIZER).map_err(ModelError::from)?, configs, stored_format(w.manifest()))
+            }
         };
         // Without a request, the denoiser's weights stay in the format they were converted to.
         let format = format.or(stored);
@@ -241,7 +264,12 @@ impl Models {
     }
 
     pub fn is_tiny(&self) -> bool {
-        self.source == ModelSource::Tiny
+        matches!(self.source, ModelSource::Tiny)
+    }
+
+    /// Where the weights come from.
+    pub fn source(&self) -> &ModelSource {
+        &self.source
     }
 
     pub fn configs(&self) -> &Configs {
@@ -268,36 +296,63 @@ impl Models {
         self.format.unwrap_or(if self.is_tiny() { WeightFormat::F32 } else { WeightFormat::F16 })
     }
 
-    /// The weights of one model, with byte progress reported to `obs`.
-    fn with_source<T>(
+    /// The weights of one model, with byte progress reported to `obs`. Every source goes through the same
+    /// loader: only where the bytes come from differs.
+    async fn with_source<T>(
         &self,
+        g: &Gpu,
         name: &str,
         table: impl FnOnce() -> crate::weights::KeyTable,
         obs: &mut dyn Observer,
-        load: impl FnOnce(&dyn TensorSource) -> Result<T, ModelError>,
+        load: impl Fn(&dyn TensorSource) -> Result<T, ModelError>,
     ) -> Result<T, PipelineError> {
-        let src: Box<dyn TensorSource> = match &self.source {
-            ModelSource::Tiny => Box::new(SeededSource::new(&format!("tiny {name}"), &table(), TINY_SEED)),
-            ModelSource::Dir(dir) => Box::new(ManifestSource::open(dir, name).map_err(ModelError::from)?),
-        };
         obs.event(Event::Stage { stage: Stage::Loading, total: 0 })?;
-        let mut failed = None;
-        let progress = WithProgress::new(src.as_ref(), |done, total| {
-            if failed.is_none() {
-                if let Err(e) = obs.event(Event::Stage { stage: Stage::Loading, total }) {
-                    failed = Some(e);
-                } else if let Err(e) = obs.event(Event::Progress { stage: Stage::Loading, done }) {
-                    failed = Some(e);
-                }
+        match &self.source {
+            ModelSource::Tiny => {
+                load_with_progress(&SeededSource::new(&format!("tiny {name}"), &table(), TINY_SEED), obs, &load)
             }
-        });
-        let out = load(&progress);
-        drop(progress);
-        if let Some(e) = failed {
-            return Err(e);
+            ModelSource::Dir(dir) => {
+                load_with_progress(&ManifestSource::open(dir, name).map_err(ModelError::from)?, obs, &load)
+            }
+            ModelSource::Streamed(w) => {
+                let src = w.source(g, name, &[]).await.map_err(ModelError::from)?;
+                let out = load_with_progress(&src, obs, &load);
+                // A loader that read a packed weight on the host the source did not expect: once more, with
+                // that weight copied back from the GPU too.
+                let misses = src.host_misses();
+                if out.is_err() && !misses.is_empty() {
+                    drop(src);
+                    let src = w.source(g, name, &misses).await.map_err(ModelError::from)?;
+                    return load_with_progress(&src, obs, &load);
+                }
+                out
+            }
         }
-        Ok(out?)
     }
+}
+
+/// Runs `load` on `src`, reporting bytes read to `obs`.
+fn load_with_progress<T>(
+    src: &dyn TensorSource,
+    obs: &mut dyn Observer,
+    load: &dyn Fn(&dyn TensorSource) -> Result<T, ModelError>,
+) -> Result<T, PipelineError> {
+    let mut failed = None;
+    let progress = WithProgress::new(src, |done, total| {
+        if failed.is_none() {
+            if let Err(e) = obs.event(Event::Stage { stage: Stage::Loading, total }) {
+                failed = Some(e);
+            } else if let Err(e) = obs.event(Event::Progress { stage: Stage::Loading, done }) {
+                failed = Some(e);
+            }
+        }
+    });
+    let out = load(&progress);
+    drop(progress);
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    Ok(out?)
 }
 
 /// The packed format of the denoiser's weights in a converted directory (`None` when stored plainly).
@@ -364,6 +419,48 @@ fn dir_configs(dir: &Path, manifest: &crate::weights::Manifest) -> Result<Config
     })
 }
 
+/// Writes the built-in tiny model as a converted directory — what `nava convert` writes from the official
+/// files, in mode `quant`, with the tokenizer beside it — so that the paths that read converted directories
+/// (files, a browser streaming them) can run without the official weights. The weights are the tiny model's
+/// seeded ones; generating from the directory differs from [`ModelSource::Tiny`] only where the stored format
+/// does (the tiny model computes GEMMs in f32 whatever is stored).
+pub fn write_tiny(out: &Path, quant: Quant, opts: &ConvertOptions) -> Result<Vec<ModelReport>, PipelineError> {
+    let c = tiny_configs();
+    let json = |v: Result<serde_json::Value, serde_json::Error>| {
+        v.map_err(|e| PipelineError::Input(format!("tiny model configuration: {e}")))
+    };
+    // The audio VAE and the vocoder share one file and one configuration object, as the official one does.
+    let mut audio = json(serde_json::to_value(&c.audio_vae))?;
+    if let (Some(a), serde_json::Value::Object(v)) = (audio.as_object_mut(), json(serde_json::to_value(&c.vocoder))?) {
+        a.extend(v);
+    }
+    let mut audio_table = c.audio_vae.decoder_key_table();
+    audio_table.extend(c.vocoder.key_table());
+    let seeded =
+        |name: &str, table: &crate::weights::KeyTable| SeededSource::new(&format!("tiny {name}"), table, TINY_SEED);
+    let t5 = seeded("umt5", &c.t5.key_table());
+    let dit = seeded("nava-dit", &c.dit.key_table(DIT_PREFIX));
+    let vae = seeded("wan-vae", &c.vae.key_table());
+    let audio_src = seeded("ltx-audio-vae", &audio_table);
+    fn input<'a>(name: &str, source: &'a dyn TensorSource, config: serde_json::Value, quant: Quant) -> ModelInput<'a> {
+        ModelInput { name: name.to_string(), source_name: format!("the built-in tiny {name}"), source, config, quant }
+    }
+    let reports = crate::model::speaker::with_seeded_source(&c.speaker, TINY_SEED, |redimnet| {
+        let inputs = [
+            input("umt5", &t5, json(serde_json::to_value(&c.t5))?, quant),
+            input("nava-dit", &dit, json(serde_json::to_value(&c.dit))?, quant),
+            input("wan-vae", &vae, json(serde_json::to_value(&c.vae))?, quant),
+            input("ltx-audio-vae", &audio_src, audio.clone(), quant),
+            input("redimnet", redimnet, json(serde_json::to_value(&c.speaker))?, quant),
+        ];
+        convert(out, &inputs, opts, &mut |_| {}).map_err(|e| PipelineError::Model(ModelError::from(e)))
+    })?;
+    let tokenizer = out.join("tokenizer.json.gz");
+    std::fs::write(&tokenizer, UMT5_TOKENIZER)
+        .map_err(|e| PipelineError::Input(format!("{}: cannot write: {e}", tokenizer.display())))?;
+    Ok(reports)
+}
+
 /// The configurations of the five models, as `nava convert` records them (`config(name)`).
 fn configs_from(config: impl Fn(&str) -> Result<serde_json::Value, PipelineError>) -> Result<Configs, PipelineError> {
     let text = |name: &str| -> Result<String, PipelineError> {
@@ -423,7 +520,9 @@ pub async fn generate(
     let speakers = speaker_plan(&positive, req.voices.len(), obs)?;
     if models.text.is_none() {
         let c = models.configs.t5.clone();
-        let t = models.with_source("umt5", || c.key_table(), obs, |s| TextEncoder::load(g, s, c.clone(), format))?;
+        let t = models
+            .with_source(g, "umt5", || c.key_table(), obs, |s| TextEncoder::load(g, s, c.clone(), format))
+            .await?;
         models.text = Some(t);
     }
     obs.event(Event::Stage { stage: Stage::Text, total: 2 })?;
@@ -446,12 +545,17 @@ pub async fn generate(
                 let c = models.configs.speaker.clone();
                 let s = match &models.source {
                     ModelSource::Tiny => SpeakerEncoder::seeded(g, c, TINY_SEED, format)?,
-                    ModelSource::Dir(_) => models.with_source(
-                        "redimnet",
-                        || c.key_table(),
-                        obs,
-                        |s| SpeakerEncoder::load(g, s, c.clone(), format),
-                    )?,
+                    _ => {
+                        models
+                            .with_source(
+                                g,
+                                "redimnet",
+                                || c.key_table(),
+                                obs,
+                                |s| SpeakerEncoder::load(g, s, c.clone(), format),
+                            )
+                            .await?
+                    }
                 };
                 models.speaker = Some(s);
             }
@@ -485,7 +589,7 @@ pub async fn generate(
     let first_frame = match &req.first_frame {
         None => None,
         Some(img) => {
-            load_vae(g, models, obs, format)?;
+            load_vae(g, models, obs, format).await?;
             obs.event(Event::Stage { stage: Stage::Image, total: 1 })?;
             let vae = models.video_vae.as_ref().ok_or_else(|| PipelineError::Input("video VAE".into()))?;
             let pixels = crate::model::video_vae::image::resize_center_crop(
@@ -513,12 +617,15 @@ pub async fn generate(
             None => models.offload,
         };
         let opts = LoadOptions { format, offload };
-        let d = models.with_source(
-            "nava-dit",
-            || c.key_table(DIT_PREFIX),
-            obs,
-            |s| Dit::load_with(g, s, DIT_PREFIX, c.clone(), &opts),
-        )?;
+        let d = models
+            .with_source(
+                g,
+                "nava-dit",
+                || c.key_table(DIT_PREFIX),
+                obs,
+                |s| Dit::load_with(g, s, DIT_PREFIX, c.clone(), &opts),
+            )
+            .await?;
         models.dit = Some(d);
     }
     let dit = models.dit.as_ref().ok_or_else(|| PipelineError::Input("denoiser".into()))?;
@@ -567,7 +674,7 @@ pub async fn generate(
     // Video decode, frames streamed out.
     let mut frames = 0;
     if let Some(vshape) = shape.video {
-        load_vae(g, models, obs, format)?;
+        load_vae(g, models, obs, format).await?;
         let vae = models.video_vae.as_ref().ok_or_else(|| PipelineError::Input("video VAE".into()))?;
         obs.event(Event::Stage { stage: Stage::VideoDecode, total: req.length.pixel_frames() as u64 })?;
         let z = g.upload_f32("video latent", &latents.video, &vshape).map_err(ModelError::from)?;
@@ -602,9 +709,11 @@ pub async fn generate(
             t.extend(vc.key_table());
             t
         };
-        let pair = models.with_source("ltx-audio-vae", table, obs, |s| {
-            Ok((AudioDecoder::load(g, s, ac.clone(), format)?, Vocoder::load(g, s, vc.clone(), format)?))
-        })?;
+        let pair = models
+            .with_source(g, "ltx-audio-vae", table, obs, |s| {
+                Ok((AudioDecoder::load(g, s, ac.clone(), format)?, Vocoder::load(g, s, vc.clone(), format)?))
+            })
+            .await?;
         models.audio = Some(pair);
     }
     let (decoder, vocoder) = models.audio.as_ref().ok_or_else(|| PipelineError::Input("audio decoder".into()))?;
@@ -638,10 +747,17 @@ fn decode_tiling(
     }
 }
 
-fn load_vae(g: &Gpu, models: &mut Models, obs: &mut dyn Observer, format: WeightFormat) -> Result<(), PipelineError> {
+async fn load_vae(
+    g: &Gpu,
+    models: &mut Models,
+    obs: &mut dyn Observer,
+    format: WeightFormat,
+) -> Result<(), PipelineError> {
     if models.video_vae.is_none() {
         let c = models.configs.vae.clone();
-        let v = models.with_source("wan-vae", || c.key_table(), obs, |s| VideoVae::load(g, s, c.clone(), format))?;
+        let v = models
+            .with_source(g, "wan-vae", || c.key_table(), obs, |s| VideoVae::load(g, s, c.clone(), format))
+            .await?;
         models.video_vae = Some(v);
     }
     Ok(())

@@ -149,8 +149,13 @@ impl Manifest {
             }
             Err(source) => return Err(WeightError::Io { file, source }),
         };
-        let bad = |reason: String| WeightError::Manifest { file: file.clone(), reason };
-        let m: Manifest = serde_json::from_slice(&text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+        Self::from_json(&file, &text)
+    }
+
+    /// Parses and checks a manifest already in memory (fetched by a browser); `file` names it in errors.
+    pub fn from_json(file: &Path, text: &[u8]) -> Result<Self, WeightError> {
+        let bad = |reason: String| WeightError::Manifest { file: file.to_path_buf(), reason };
+        let m: Manifest = serde_json::from_slice(text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
         if m.format != FORMAT || m.version != VERSION {
             return Err(bad(format!(
                 "format `{}` version {} (this build reads `{FORMAT}` version {VERSION})",
@@ -173,11 +178,11 @@ impl Manifest {
 }
 
 /// One stored array: its dtype and shape as stored.
-type ArraySpec = (WeightDType, Vec<usize>);
+pub(super) type ArraySpec = (WeightDType, Vec<usize>);
 
 /// What one tensor's entry means once parsed.
 #[derive(Clone, Copy, Debug)]
-enum Layout {
+pub(super) enum Layout {
     Plain(WeightDType),
     Packed(WeightFormat),
 }
@@ -191,7 +196,7 @@ impl TensorEntry {
         }
     }
 
-    fn layout(&self) -> Result<Layout, String> {
+    pub(super) fn layout(&self) -> Result<Layout, String> {
         match &self.stored {
             Stored::Dtype(d) => WeightDType::from_safetensors_name(d)
                 .map(Layout::Plain)
@@ -203,7 +208,7 @@ impl TensorEntry {
     }
 
     /// The arrays as stored: (dtype, shape) of the values or words, and of the scales if any.
-    fn arrays(&self, layout: Layout) -> (ArraySpec, Option<ArraySpec>) {
+    pub(super) fn arrays(&self, layout: Layout) -> (ArraySpec, Option<ArraySpec>) {
         match layout {
             Layout::Plain(d) => ((d, self.shape.clone()), None),
             Layout::Packed(f) => {
@@ -263,6 +268,44 @@ fn check_parts(m: &ModelEntry, name: &str, what: &str, parts: &[Part], shape: &[
     Ok(())
 }
 
+/// A model entry's tensors as a reader sees them: their descriptions (packed weights as the f32 tensors they
+/// dequantise to), how each is stored, and a name index. Shared by the file-system and the streamed stores.
+#[derive(Debug)]
+pub(super) struct ModelIndex {
+    pub infos: Vec<TensorInfo>,
+    pub layouts: Vec<Layout>,
+    pub index: HashMap<String, usize>,
+}
+
+impl ModelIndex {
+    /// `model` must have passed [`Manifest::read`]'s checks.
+    pub fn new(model: &ModelEntry) -> Self {
+        let mut infos = Vec::with_capacity(model.tensors.len());
+        let mut layouts = Vec::with_capacity(model.tensors.len());
+        let mut index = HashMap::new();
+        for t in &model.tensors {
+            let layout = t.layout().expect("checked by Manifest::read");
+            let dtype = match layout {
+                Layout::Plain(d) => d,
+                Layout::Packed(_) => WeightDType::F32,
+            };
+            index.insert(t.name.clone(), infos.len());
+            infos.push(TensorInfo { name: t.name.clone(), dtype, shape: t.shape.clone() });
+            layouts.push(layout);
+        }
+        Self { infos, layouts, index }
+    }
+}
+
+/// The dtype and shape that part `p` of an array of `shape` (as stored) has in its shard.
+pub(super) fn part_spec(dtype: WeightDType, shape: &[usize], p: &Part) -> ArraySpec {
+    let mut want = shape.to_vec();
+    if let Some(first) = want.first_mut() {
+        *first = p.rows[1] - p.rows[0];
+    }
+    (dtype, want)
+}
+
 /// One model of a converted directory as a [`TensorSource`]: shards are opened (mapped) on first use, split
 /// arrays are joined, and packed weights read as their dequantised f32 values through the trait (use
 /// [`ManifestSource::packed`] to get the GPU words without repacking).
@@ -301,19 +344,7 @@ impl ManifestSource {
 
     /// `model` must have passed [`Manifest::read`]'s checks.
     fn from_entry(dir: &Path, model: ModelEntry) -> Self {
-        let mut infos = Vec::with_capacity(model.tensors.len());
-        let mut layouts = Vec::with_capacity(model.tensors.len());
-        let mut index = HashMap::new();
-        for t in &model.tensors {
-            let layout = t.layout().expect("checked by Manifest::read");
-            let dtype = match layout {
-                Layout::Plain(d) => d,
-                Layout::Packed(_) => WeightDType::F32,
-            };
-            index.insert(t.name.clone(), infos.len());
-            infos.push(TensorInfo { name: t.name.clone(), dtype, shape: t.shape.clone() });
-            layouts.push(layout);
-        }
+        let ModelIndex { infos, layouts, index } = ModelIndex::new(&model);
         Self {
             dir: dir.to_path_buf(),
             label: dir.join(format!("{MANIFEST}#{}", model.name)),
@@ -385,10 +416,7 @@ impl ManifestSource {
         for p in parts {
             let shard = self.shard(p.shard)?;
             let v = shard.view(&p.key)?;
-            let mut want = shape.to_vec();
-            if let Some(first) = want.first_mut() {
-                *first = p.rows[1] - p.rows[0];
-            }
+            let (dtype, want) = part_spec(dtype, shape, p);
             if v.dtype() != dtype || v.shape() != want {
                 return Err(WeightError::Shard {
                     file: shard.file().to_path_buf(),
@@ -409,7 +437,7 @@ impl ManifestSource {
     }
 }
 
-fn u32s(b: &[u8]) -> Vec<u32> {
+pub(super) fn u32s(b: &[u8]) -> Vec<u32> {
     b.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
 }
 

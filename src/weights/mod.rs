@@ -6,7 +6,9 @@
 //!
 //! `nava convert` (convert.rs, pack.rs) writes the runtime layout — a directory of `manifest.json` and
 //! safetensors shards, GEMM weights optionally packed in the GPU word layout — and [`ManifestSource`]
-//! (manifest.rs) reads it back through the same [`TensorSource`] trait.
+//! (manifest.rs) reads it back through the same [`TensorSource`] trait. [`StreamedWeights`] (streamed.rs) is the
+//! same directory arriving chunk by chunk (a browser's `fetch()`), written straight into GPU buffers, and its
+//! [`StreamedSource`] serves the models through that trait too.
 
 mod blob;
 pub mod convert;
@@ -22,6 +24,7 @@ pub mod safetensors;
 pub mod safetensors_writer;
 mod seeded;
 mod store;
+mod streamed;
 mod tables;
 mod zip;
 
@@ -42,6 +45,7 @@ pub use safetensors::{Safetensors, SafetensorsHeader};
 pub use safetensors_writer::{safetensors_to_vec, write_safetensors, SafetensorsWriter, TensorData};
 pub use seeded::SeededSource;
 pub use store::{check_keys, compare_keys, KeyReport, KeyTable, LoadError, Scope, ScopeBuf};
+pub use streamed::{ShardStream, StreamedSource, StreamedWeights};
 pub use tables::{OfficialFile, OfficialTable};
 
 /// Name, element type and shape of one stored tensor.
@@ -107,6 +111,22 @@ pub trait TensorSource {
     /// A GEMM weight already stored in the GPU word layout (a converted directory), used as it is whatever
     /// format the loader asked for; `None` for ordinary tensors.
     fn packed(&self, _name: &str) -> Result<Option<Cow<'_, crate::kernels::gemm::PackedWeight>>, WeightError> {
+        Ok(None)
+    }
+
+    /// A tensor already in GPU memory as f32 in its own shape (weights streamed into GPU buffers), used as it is
+    /// rather than uploaded again; `None` where the source holds its bytes on the host.
+    fn resident_f32(&self, _name: &str) -> Option<crate::gpu::GpuTensor> {
+        None
+    }
+
+    /// A GEMM weight whose packed words are already in GPU memory (a streamed converted directory), used as it is
+    /// whatever format the loader asked for; `None` for ordinary tensors and sources on the host.
+    fn resident_weight(
+        &self,
+        _g: &crate::gpu::Gpu,
+        _name: &str,
+    ) -> Result<Option<crate::kernels::gemm::Weight>, LoadError> {
         Ok(None)
     }
 

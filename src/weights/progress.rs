@@ -5,9 +5,10 @@ use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::path::Path;
 
-use crate::kernels::gemm::PackedWeight;
+use crate::gpu::{Gpu, GpuTensor};
+use crate::kernels::gemm::{PackedWeight, Weight};
 
-use super::{TensorInfo, TensorSource, TensorView, WeightError};
+use super::{LoadError, TensorInfo, TensorSource, TensorView, WeightError};
 
 pub struct WithProgress<'a> {
     inner: &'a dyn TensorSource,
@@ -56,5 +57,21 @@ impl TensorSource for WithProgress<'_> {
             self.tick(name);
         }
         Ok(p)
+    }
+
+    fn resident_f32(&self, name: &str) -> Option<GpuTensor> {
+        let t = self.inner.resident_f32(name);
+        if t.is_some() {
+            self.tick(name);
+        }
+        t
+    }
+
+    fn resident_weight(&self, g: &Gpu, name: &str) -> Result<Option<Weight>, LoadError> {
+        let w = self.inner.resident_weight(g, name)?;
+        if w.is_some() {
+            self.tick(name);
+        }
+        Ok(w)
     }
 }

@@ -150,6 +150,11 @@ impl<'a> Scope<'a> {
 
     /// A tensor uploaded as f32.
     pub fn tensor(&self, g: &Gpu, name: &str, shape: &[usize]) -> Result<GpuTensor, LoadError> {
+        if let Some(t) = self.src.resident_f32(&self.key(name)) {
+            if t.shape() == shape {
+                return Ok(t);
+            }
+        }
         let v = self.f32(name, shape)?;
         Ok(g.upload_f32(&self.key(name), &v, shape)?)
     }
@@ -162,6 +167,17 @@ impl<'a> Scope<'a> {
         let out = shape[0];
         let inp: usize = shape[1..].iter().product();
         let dtype = self.src.info(&key).map(|i| i.dtype);
+        if let Some(w) = self.src.resident_weight(g, &key)? {
+            if (w.n, w.k) != (out, inp) {
+                return Err(LoadError::Weights(WeightError::Shape {
+                    file: self.src.file().to_path_buf(),
+                    key,
+                    expected: shape.to_vec(),
+                    found: vec![w.n, w.k],
+                }));
+            }
+            return Ok(w);
+        }
         if let Some(p) = self.src.packed(&key)? {
             if (p.n, p.k) != (out, inp) {
                 return Err(LoadError::Weights(WeightError::Shape {

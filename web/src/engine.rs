@@ -2,15 +2,16 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use nava::gpu::{DType, Gpu};
 use nava::model::dit::Offload;
 use nava::pipeline::generate::{generate, ModelSource, Models};
-use nava::weights::manifest::Manifest;
+use nava::weights::{ShardStream, StreamedWeights};
 use wasm_bindgen::prelude::*;
 
 use crate::error::WebError;
-use crate::stream::{plan, GpuStore, ShardUpload};
+use crate::stream::plan;
 
 impl From<WebError> for JsValue {
     fn from(e: WebError) -> Self {
@@ -20,7 +21,8 @@ impl From<WebError> for JsValue {
             WebError::AdapterTooSmall { .. } => "adapter-too-small",
             WebError::Manifest { .. } => "manifest",
             WebError::ModelTooLarge { .. } => "model-too-large",
-            WebError::ShardLength { .. } | WebError::MissingArrays { .. } | WebError::Weights(_) => "shard",
+            WebError::Weights(_) => "shard",
+            WebError::NoModel => "no-model",
             WebError::Gpu(_) => "gpu",
             WebError::Cancelled => "cancelled",
             WebError::Input(_) => "input",
@@ -60,8 +62,8 @@ pub async fn open_engine() -> Result<Engine, JsValue> {
     Ok(Engine {
         gpu: Rc::new(gpu),
         info,
-        store: Rc::new(RefCell::new(GpuStore::default())),
-        manifest: None,
+        loading: None,
+        loaded: None,
         shard: None,
         cancel: Rc::new(Cell::new(false)),
         models: Rc::new(RefCell::new(None)),
@@ -72,11 +74,13 @@ pub async fn open_engine() -> Result<Engine, JsValue> {
 pub struct Engine {
     gpu: Rc<Gpu>,
     info: serde_json::Value,
-    store: Rc<RefCell<GpuStore>>,
-    manifest: Option<Manifest>,
-    shard: Option<ShardUpload>,
+    /// The converted directory whose shards are arriving.
+    loading: Option<StreamedWeights>,
+    /// The converted directory in GPU memory, once every shard has arrived.
+    loaded: Option<Arc<StreamedWeights>>,
+    shard: Option<ShardStream>,
     cancel: Rc<Cell<bool>>,
-    /// The tiny model, kept between runs.
+    /// The models of the last run (the tiny model stays loaded between runs).
     models: Rc<RefCell<Option<Models>>>,
 }
 
@@ -88,61 +92,79 @@ impl Engine {
         json(&self.info)
     }
 
-    /// Starts loading a converted directory: drops the weights loaded before and returns the shards to deliver,
-    /// `[{model, file, bytes}]`.
+    /// Starts loading a converted directory (`label`: its URL or folder, for messages): drops the weights loaded
+    /// before and returns the shards to deliver, `[{model, file, bytes}]`.
     #[wasm_bindgen(js_name = beginModel)]
-    pub fn begin_model(&mut self, manifest_json: &str) -> Result<JsValue, JsValue> {
+    pub fn begin_model(&mut self, manifest_json: &str, label: Option<String>) -> Result<JsValue, JsValue> {
         self.cancel.set(false);
         self.shard = None;
-        *self.store.borrow_mut() = GpuStore::default();
+        self.loading = None;
+        self.loaded = None;
+        if self.models.borrow().as_ref().is_some_and(|m| !m.is_tiny()) {
+            *self.models.borrow_mut() = None;
+        }
         self.gpu.trim();
-        let (m, shards) = plan(manifest_json, self.gpu.limits.max_buffer_size)?;
-        self.manifest = Some(m);
+        let label = label.unwrap_or_else(|| "the converted directory".into());
+        let (w, shards) = plan(&label, manifest_json, self.gpu.limits.max_buffer_size)?;
+        self.loading = Some(w);
         Ok(json(&shards))
     }
 
+    /// Starts shard `file` of `model` (as listed by `beginModel`).
     #[wasm_bindgen(js_name = beginShard)]
-    pub fn begin_shard(&mut self, model: &str, file: &str, bytes: f64) {
-        self.shard = Some(ShardUpload::new(model, file, bytes as u64));
+    pub fn begin_shard(&mut self, model: &str, file: &str) -> Result<(), JsValue> {
+        let w = self.loading.as_ref().ok_or(WebError::NoShard)?;
+        self.shard = Some(w.begin_shard(model, file).map_err(WebError::from)?);
+        Ok(())
     }
 
-    /// The next chunk of the current shard; arrays that are complete go to the GPU now.
+    /// The next chunk of the current shard, written into GPU buffers now.
     #[wasm_bindgen(js_name = shardChunk)]
     pub fn shard_chunk(&mut self, chunk: &[u8]) -> Result<(), JsValue> {
         if self.cancel.get() {
             self.shard = None;
             return Err(WebError::Cancelled.into());
         }
-        let shard = self.shard.as_mut().ok_or(WebError::NoShard)?;
-        shard.push(&self.gpu, &mut self.store.borrow_mut(), chunk)?;
+        let (Some(shard), Some(w)) = (self.shard.as_mut(), self.loading.as_mut()) else {
+            return Err(WebError::NoShard.into());
+        };
+        shard.push(&self.gpu, w, chunk).map_err(WebError::from)?;
         Ok(())
     }
 
     #[wasm_bindgen(js_name = endShard)]
     pub fn end_shard(&mut self) -> Result<(), JsValue> {
-        let shard = self.shard.take().ok_or(WebError::NoShard)?;
-        shard.finish()?;
+        let (Some(shard), Some(w)) = (self.shard.take(), self.loading.as_mut()) else {
+            return Err(WebError::NoShard.into());
+        };
+        shard.finish(&self.gpu, w).map_err(WebError::from)?;
         Ok(())
     }
 
-    /// After the last shard: every array the manifest lists is on the GPU. Returns `{arrays, bytes}`.
+    /// After the last shard: every array the manifest lists is on the GPU. Returns `{models, arrays, bytes}`.
     #[wasm_bindgen(js_name = endModel)]
     pub fn end_model(&mut self) -> Result<JsValue, JsValue> {
-        let m = self.manifest.as_ref().ok_or(WebError::NoShard)?;
-        let store = self.store.borrow();
-        store.check_complete(m)?;
+        let w = self.loading.take().ok_or(WebError::NoShard)?;
+        w.check_complete().map_err(WebError::from)?;
         self.gpu.check().map_err(WebError::from)?;
-        Ok(json(&serde_json::json!({
-            "models": m.models.iter().map(|m| m.name.clone()).collect::<Vec<_>>(),
-            "arrays": store.arrays.len(),
-            "bytes": store.bytes,
-        })))
+        let summary = serde_json::json!({
+            "models": w.manifest().models.iter().map(|m| m.name.clone()).collect::<Vec<_>>(),
+            "arrays": w.array_count(),
+            "bytes": w.gpu_bytes(),
+        });
+        self.loaded = Some(Arc::new(w));
+        Ok(json(&summary))
     }
 
-    /// Sum of one loaded float array's values, read back from the GPU (the page's self-check and the tests).
+    /// Sum of one loaded array's values (`key` inside its shard), read back from the GPU (the page's self-check
+    /// and the tests).
     #[wasm_bindgen(js_name = arraySum)]
     pub async fn array_sum(&self, model: String, key: String) -> Result<f64, JsValue> {
-        let t = self.store.borrow().arrays.get(&GpuStore::key(&model, &key)).cloned();
+        let t = match (&self.loaded, &self.loading) {
+            (Some(w), _) => w.array(&model, &key).cloned(),
+            (None, Some(w)) => w.array(&model, &key).cloned(),
+            (None, None) => None,
+        };
         let t = t.ok_or_else(|| js_sys::Error::new(&format!("`{model}/{key}` is not loaded")))?;
         let values = match t.dtype() {
             DType::U32 => {
@@ -154,18 +176,25 @@ impl Engine {
         Ok(values.iter().sum())
     }
 
-    /// Runs one generation on the built-in tiny model. `on_event` receives `{type: 'stage', stage, done, total}`,
+    /// Runs one generation on the built-in tiny model (`request.model` absent or `'tiny'`) or on the loaded
+    /// converted directory (`'converted'`). `on_event` receives `{type: 'stage', stage, done, total}`,
     /// `{type: 'frame', index, width, height, rgba}` and `{type: 'warning', message}`; resolves to
     /// `{fps, frames, sampleRate, left, right}`.
     pub async fn generate(&self, request: JsValue, on_event: js_sys::Function) -> Result<JsValue, JsValue> {
         self.cancel.set(false);
         let req = crate::generate::request(&request)?;
-        let taken = self.models.borrow_mut().take();
+        let source = match crate::generate::model(&request).as_str() {
+            "converted" => ModelSource::Streamed(self.loaded.clone().ok_or(WebError::NoModel)?),
+            _ => ModelSource::Tiny,
+        };
+        let taken = self.models.borrow_mut().take().filter(|m| *m.source() == source);
         let mut models = match taken {
             Some(m) => m,
             None => {
-                let mut m = Models::open(&ModelSource::Tiny, None, Offload::Never).map_err(WebError::from)?;
-                m.keep_loaded = true;
+                let mut m = Models::open(&source, None, Offload::Never).map_err(WebError::from)?;
+                // The tiny model stays on the GPU between runs; a converted one keeps only its streamed arrays
+                // there, each model being built for its stage and dropped after it.
+                m.keep_loaded = m.is_tiny();
                 m
             }
         };

@@ -2,8 +2,9 @@
 //! shows it as it is.
 
 use nava::gpu::GpuError;
+use nava::kernels::KernelError;
 use nava::pipeline::PipelineError;
-use nava::weights::WeightError;
+use nava::weights::{LoadError, WeightError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebError {
@@ -21,15 +22,10 @@ pub enum WebError {
          {limit} bytes. Convert the model with a smaller format (--quant q4) or use a larger adapter"
     )]
     ModelTooLarge { model: String, key: String, bytes: u64, limit: u64 },
-    #[error(
-        "shard `{file}`: received {got} bytes, the manifest lists {want}. The download was cut off or the file \
-         is not the one the manifest names; fetch the directory again"
-    )]
-    ShardLength { file: String, got: u64, want: u64 },
-    #[error("{model}: {missing} arrays listed in the manifest never arrived, e.g. `{first}`")]
-    MissingArrays { model: String, missing: usize, first: String },
-    #[error("no shard upload is in progress: call begin_shard first")]
+    #[error("no shard upload is in progress: call beginShard first")]
     NoShard,
+    #[error("no converted model is loaded: press Load model (or pick the built-in tiny model)")]
+    NoModel,
     #[error("cancelled")]
     Cancelled,
     #[error("{0}")]
@@ -40,6 +36,16 @@ pub enum WebError {
     Weights(#[from] WeightError),
     #[error(transparent)]
     Gpu(#[from] GpuError),
+}
+
+impl From<LoadError> for WebError {
+    fn from(e: LoadError) -> Self {
+        match e {
+            LoadError::Weights(w) => WebError::Weights(w),
+            LoadError::Kernel(KernelError::Gpu(g)) => WebError::Gpu(g),
+            LoadError::Kernel(k) => WebError::Input(k.to_string()),
+        }
+    }
 }
 
 impl From<PipelineError> for WebError {

@@ -1,4 +1,5 @@
-//! The page's Generate: the form's request → `nava::pipeline::generate::generate` on the built-in tiny model;
+//! The page's Generate: the form's request → `nava::pipeline::generate::generate` on the built-in tiny model or
+//! the converted directory streamed into GPU memory;
 //! progress, frames (as RGBA for `ImageData`) and the stereo audio go back to the page.
 
 use std::cell::Cell;
@@ -88,6 +89,11 @@ pub fn request(o: &JsValue) -> Result<Request, WebError> {
         seed: seed as u64,
         audio_rate: 16000,
     })
+}
+
+/// Which model the request is for: `'tiny'` (the default) or `'converted'` (the loaded directory).
+pub fn model(o: &JsValue) -> String {
+    field(o, "model").as_string().unwrap_or_else(|| "tiny".into())
 }
 
 /// A reference voice as the speaker encoder takes it: 16 kHz mono, checked as `read_voice` checks files.

@@ -1,6 +1,7 @@
 // End-to-end tests of the demo page in a headless browser: the adapter, weights streamed from a URL into GPU
-// buffers (sums read back), the tiny model generating video + audio and its recording, and each bad input's
-// on-page message with the page still usable afterwards.
+// buffers (sums read back), the tiny model generating video + audio and its recording, a converted model
+// streamed from a URL generating the same way, and each bad input's on-page message with the page still usable
+// afterwards.
 // Usage: node browser.mjs chromium|firefox BASE_URL
 import { SUMS } from './fixtures.mjs';
 import { launch, until } from './launch.mjs';
@@ -147,6 +148,32 @@ await test('tiny model generates video with audio, and the recording plays', asy
   check(file.audio && file.audio.samples > 0, `the recording has no audio track: ${JSON.stringify(file.audio)}`);
 });
 
+await test('a converted tiny model from a URL generates video with audio', async () => {
+  await needGenerate();
+  // `nava convert --tiny` wrote it (run-tests): every model of NAVA at tiny widths, q8, arrays split across shards.
+  const url = new URL('test-fixtures/tiny-q8/', base).href;
+  await page.evaluate((url) => {
+    document.querySelector('input[name=source][value=url]').checked = true;
+    document.getElementById('url').value = url;
+    Object.assign(document.getElementById('aspect'), { value: '1:1' });
+    Object.assign(document.getElementById('size'), { value: '32' });
+    Object.assign(document.getElementById('duration'), { value: '0.5' });
+    Object.assign(document.getElementById('steps'), { value: '2' });
+    document.getElementById('generate').click();
+  }, url);
+  await until(page, () => ['done', 'error', 'cancelled'].includes(nava.status), 540_000, 'generation');
+  const s = await state(page);
+  check(s.status === 'done', `status ${s.status}: ${JSON.stringify(s.error)}`);
+  check(s.model && s.model.kind === 'url' && s.model.models.includes('nava-dit'), `model: ${JSON.stringify(s.model)}`);
+  const r = await page.evaluate(() => nava.result);
+  console.log(`  model: ${s.model.arrays} arrays, ${s.model.bytes} bytes on the GPU; result: ${JSON.stringify(r)}`);
+  check(r.frames === 13 && r.width === 32 && r.height === 32, `${r.frames} frames of ${r.width}×${r.height}, expected 13 of 32×32`);
+  check(r.constantFrames === 0 && r.distinctFrames >= 2, `frames are constant or all alike: ${JSON.stringify(r)}`);
+  check(r.audioSamples > 0 && r.audioPeak > 0, `no audio: ${JSON.stringify(r)}`);
+  const expected = r.frames / r.fps;
+  check(Math.abs(r.audioSamples / r.sampleRate - expected) < 0.25, `audio lasts ${r.audioSamples / r.sampleRate} s, video ${expected} s`);
+});
+
 await test('Cancel in the middle of a step', async () => {
   await needGenerate();
   // Cancel is pressed from the page itself as soon as the first denoising step is reported, so the press lands
@@ -191,6 +218,20 @@ await test('a missing shard', async () => {
   check(m.includes('tiny-test-00002.safetensors') && m.includes('404'), `message: ${m}`);
   await usable(page);
 });
+
+for (const [dir, needle] of [
+  ['wrong-length', 'longer than written'],
+  ['missing-array', '`e` that manifest.json lists is not in the shard'],
+  ['wrong-dtype', 'manifest.json expects F16'],
+]) {
+  await test(`a shard that disagrees with its manifest: ${dir}`, async () => {
+    const s = await loadUrl(page, dir);
+    check(s.status === 'error' && s.error.kind === 'shard', `got ${JSON.stringify(s.error)}`);
+    const m = await message(page);
+    check(m.includes('tiny-test-00002.safetensors') && m.includes(needle), `message: ${m}`);
+    await usable(page);
+  });
+}
 
 await test('a corrupt manifest', async () => {
   const s = await loadUrl(page, 'corrupt-manifest');

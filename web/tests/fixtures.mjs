@@ -1,5 +1,8 @@
 // Writes the converted-model directories the browser tests load: `ok/` (two shards, four arrays of known sums),
-// `missing-shard/` (the second shard deleted) and `corrupt-manifest/` (manifest.json cut off).
+// `missing-shard/` (the second shard deleted), `corrupt-manifest/` (manifest.json cut off), and three whose
+// second shard disagrees with manifest.json: `wrong-length/` (a byte longer), `missing-array/` (the manifest
+// lists an array the shard lacks) and `wrong-dtype/` (the manifest says F16 for an F32 array).
+// (The converted tiny model the generation test loads is written by `nava convert --tiny`, see run-tests.)
 // Usage: node fixtures.mjs OUT_DIR
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -58,6 +61,25 @@ const manifest = {
 };
 
 const out = import.meta.url === pathToFileURL(process.argv[1]).href && process.argv[2];
+// The manifest with its model changed by `change(model, d)` (`d`: the entry of the second shard's array).
+function changed(change) {
+  const m = structuredClone(manifest);
+  const model = m.models[0];
+  change(model, model.tensors.find((t) => t.name === 'd'));
+  return m;
+}
+const BROKEN = {
+  'wrong-length': { manifest, shard: Buffer.concat([files[1].bytes, Buffer.from([0])]) },
+  'missing-array': {
+    manifest: changed((model, d) => {
+      model.shards[1].tensors.push('e');
+      model.tensors.push({ ...structuredClone(d), name: 'e', parts: [{ shard: 1, key: 'e', rows: [0, 1000] }] });
+    }),
+    shard: files[1].bytes,
+  },
+  'wrong-dtype': { manifest: changed((_, d) => Object.assign(d, { stored: { dtype: 'F16' }, bytes: 2000 })), shard: files[1].bytes },
+};
+
 if (out) {
   rmSync(out, { recursive: true, force: true });
   for (const dir of ['ok', 'missing-shard', 'corrupt-manifest']) {
@@ -67,5 +89,11 @@ if (out) {
     files.forEach((f, i) => {
       if (!(dir === 'missing-shard' && i === 1)) writeFileSync(join(out, dir, f.file), f.bytes);
     });
+  }
+  for (const [dir, b] of Object.entries(BROKEN)) {
+    mkdirSync(join(out, dir), { recursive: true });
+    writeFileSync(join(out, dir, 'manifest.json'), JSON.stringify(b.manifest, null, 1));
+    writeFileSync(join(out, dir, files[0].file), files[0].bytes);
+    writeFileSync(join(out, dir, files[1].file), b.shard);
   }
 }
