@@ -22,7 +22,7 @@ const X_SCALAR: &str = include_str!("../../shaders/common/x_scalar.wgsl");
 const X_VEC4: &str = include_str!("../../shaders/common/x_vec4.wgsl");
 
 /// Rows of y per workgroup (`TM` in the shader); each invocation owns 4 columns.
-const TM: usize = 4;
+const TM: usize = 8;
 /// The tile of y of the tiled and cooperative-matrix kernels (`BM` x `BN` in gemm_tiled.wgsl, gemm_coop.wgsl).
 const COOP_TILE: usize = 128;
 /// Its workgroup memory, bytes: x and W tiles of 32 k as f16, and 8 fragments of f32 scratch.
