@@ -88,3 +88,20 @@ fn every_kernel_variant_translates_to_spirv() {
     }
     assert!(errors.is_empty(), "{} variants do not translate to SPIR-V:\n{}", errors.len(), errors.join("\n"));
 }
+
+/// Every variant a browser can be given (none behind a native-only extension such as cooperative matrices) fits
+/// WebGPU's default of 256 invocations per workgroup and the 10 storage buffers per stage of the smallest browser
+/// adapter supported (SwiftShader), so the page's device check never asks for more.
+#[test]
+fn browser_variants_fit_webgpu_defaults() {
+    let too_big: Vec<String> = nava::kernels::all_variants()
+        .iter()
+        .filter(|s| !s.enables.contains(&"wgpu_cooperative_matrix"))
+        .filter(|s| {
+            let wg = s.constants.iter().find(|(n, _)| *n == "WG").map_or(0.0, |(_, v)| *v);
+            wg > 256.0 || s.bindings.len() > 10
+        })
+        .map(|s| s.label.clone())
+        .collect();
+    assert!(too_big.is_empty(), "variants beyond WebGPU's default limits: {too_big:?}");
+}

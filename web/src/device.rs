@@ -21,7 +21,12 @@ pub struct Needs {
 impl Needs {
     /// Derived from the kernel registry, so a new family with more bindings raises it by itself.
     pub fn of_kernels() -> Self {
-        let specs = nava::kernels::all_variants();
+        // Variants behind native-only extensions (cooperative matrices) never run in a browser, and the library
+        // picks them only where the device offers them.
+        let specs: Vec<_> = nava::kernels::all_variants()
+            .into_iter()
+            .filter(|s| !s.enables.contains(&"wgpu_cooperative_matrix"))
+            .collect();
         // Every binding of a kernel is a storage buffer; `Params` come through the one dynamic uniform.
         let storage = specs.iter().map(|s| s.bindings.len());
         let wg = specs.iter().flat_map(|s| s.constants.iter()).filter(|(n, _)| *n == "WG").map(|(_, v)| *v as u32);
