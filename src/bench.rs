@@ -79,6 +79,34 @@ pub fn gemm_bench(
     })
 }
 
+/// The denoiser's GEMMs per pass (NAVA.md §10.1) as (name, m, n, k) for `tokens` rows per pass: video and audio
+/// rows split as at 704×1280 (32,560 + 152 of 32,712), the text context's 512 rows.
+pub fn dit_gemm_shapes(tokens: usize) -> Vec<(&'static str, usize, usize, usize)> {
+    const FULL: usize = 32_712;
+    let audio = (tokens * 152).div_ceil(FULL).max(1).min(tokens);
+    let video = tokens - audio;
+    let mut v = vec![
+        ("video patch embed", video, 3072, 192),
+        ("block Q/K/V/O (video)", video, 3072, 3072),
+        ("block Q/K/V/O (audio)", audio, 3072, 3072),
+        ("cross-attn K/V of the context", 512, 3072, 3072),
+        ("FFN up", tokens, 14_336, 3072),
+        ("FFN down", tokens, 3072, 14_336),
+        ("video head", video, 192, 3072),
+    ];
+    v.retain(|s| s.1 > 0);
+    v
+}
+
+/// Tokens per pass for [`dit_gemm_shapes`] so that one FFN GEMM takes about `seconds` on this adapter (measured
+/// with a 512-row probe in f32), between 16 and the 32,712 of 704×1280 × 6 s, a multiple of 16.
+pub fn dit_tokens_for(g: &Gpu, seconds: f64) -> Result<usize, KernelError> {
+    let probe = gemm_bench(g, 512, 3072, 3072, WeightFormat::F32, 0.2)?;
+    let per_token = 2.0 * 14_336.0 * 3072.0 / (probe.gflops() * 1e9);
+    let t = (seconds.max(0.05) / per_token) as usize / 16 * 16;
+    Ok(t.clamp(16, 32_712))
+}
+
 /// The GEMM of [`gemm_bench`] checked on up to `rows` rows of y (evenly spaced, first and last included) against
 /// an f64 CPU product of the same inputs and the weights as stored: returns max |y − ref| / max |ref|.
 pub fn gemm_check(

@@ -35,6 +35,14 @@ pub enum BenchCmd {
         /// Also check this many rows of y against an f64 CPU product (prints the max relative error).
         #[arg(long, default_value_t = 0)]
         check_rows: usize,
+        /// `dit`: instead of m × n × k, the denoiser's GEMMs of NAVA.md §10.1 with their token counts scaled to
+        /// this adapter (each FFN GEMM about `--seconds` long, at most 32,712 tokens as at 704×1280 × 6 s), in
+        /// every format when `--dtype all`; the last line is the FLOP-weighted throughput of all shapes.
+        #[arg(long)]
+        shapes: Option<String>,
+        /// With `--shapes dit`: the tokens per pass, instead of scaling them to the adapter.
+        #[arg(long)]
+        tokens: Option<usize>,
     },
     /// The Wan2.2 VAE decoder's causal 3×3×3 convolution (channels in = out, as in its residual blocks: 1024,
     /// 512, 256 at the decoder's resolutions) over x [channels, frames, height, width].
@@ -194,14 +202,43 @@ pub enum BenchCmd {
 }
 
 fn format_arg(dtype: &str) -> Result<WeightFormat, String> {
-    WeightFormat::parse(dtype).ok_or_else(|| format!("unknown --dtype `{dtype}`: use f32, f16, bf16, q8, q4 or fp8"))
+    WeightFormat::parse(dtype).ok_or_else(|| {
+        format!("unknown --dtype `{dtype}`: use f32, f16, bf16, q8, q4 or fp8 (or all with --shapes dit)")
+    })
 }
 
 pub fn run(opts: &GpuOptions, cmd: BenchCmd) -> Result<(), Box<dyn std::error::Error>> {
     let g = Gpu::new_blocking(opts)?;
     println!("adapter: {} — driver {} {}", g.adapter, g.adapter.driver, g.adapter.driver_info);
     match cmd {
-        BenchCmd::Gemm { m, n, k, dtype, seconds, check_rows } => {
+        BenchCmd::Gemm { shapes: Some(shapes), dtype, seconds, tokens, .. } => {
+            if shapes != "dit" {
+                return Err(format!("unknown --shapes `{shapes}`: the one set is `dit` (NAVA.md §10.1)").into());
+            }
+            let formats = if dtype == "all" { WeightFormat::ALL.to_vec() } else { vec![format_arg(&dtype)?] };
+            let tokens = match tokens {
+                Some(t) if t > 0 => t,
+                Some(_) => return Err("--tokens must be at least 1".into()),
+                None => nava::bench::dit_tokens_for(&g, seconds)?,
+            };
+            println!("tokens per pass: {tokens}{}", if tokens < 32_712 { " (scaled to this adapter)" } else { "" });
+            let (mut flops, mut secs) = (0.0, 0.0);
+            for format in formats {
+                for (name, m, n, k) in nava::bench::dit_gemm_shapes(tokens) {
+                    let r = nava::bench::gemm_bench(&g, m, n, k, format, seconds.min(1.0))?;
+                    println!(
+                        "{name:<34} {m:>6} x {n:>5} x {k:>5} {:<4} {:>10.2} GFLOP/s  peak {:.1} MiB",
+                        format.name(),
+                        r.gflops(),
+                        r.peak_gpu_bytes as f64 / (1 << 20) as f64
+                    );
+                    flops += r.flops_per_iter;
+                    secs += r.seconds_per_iter;
+                }
+            }
+            println!("GFLOP/s: {:.2}", flops / secs / 1e9);
+        }
+        BenchCmd::Gemm { m, n, k, dtype, seconds, check_rows, .. } => {
             if check_rows > 0 {
                 let e = nava::bench::gemm_check(&g, m, n, k, format_arg(&dtype)?, check_rows)?;
                 println!("check: max |y - ref| / max |ref| over {check_rows} rows = {e:.3e}");

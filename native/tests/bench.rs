@@ -39,3 +39,20 @@ fn bench_over_the_buffer_limit_fails_with_the_limit() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("f32, f16 or bf16"));
 }
+
+/// `--shapes dit`: every GEMM shape of the denoiser at the tokens given, one line each, the headline last; an
+/// unknown shape set is an error naming the one there is.
+#[test]
+fn bench_gemm_dit_shapes() {
+    let o = nava(&["bench", "gemm", "--shapes", "dit", "--tokens", "48", "--dtype", "q8", "--seconds", "0.05"]);
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    for name in ["video patch embed", "block Q/K/V/O (video)", "cross-attn K/V", "FFN up", "FFN down", "video head"] {
+        assert!(out.lines().any(|l| l.starts_with(name) && l.contains(" q8 ")), "no {name} line: {out}");
+    }
+    assert!(out.lines().any(|l| l.starts_with("FFN up") && l.contains("48 x 14336 x  3072")), "{out}");
+    assert!(out.lines().last().unwrap_or_default().starts_with("GFLOP/s: "), "{out}");
+    let o = nava(&["bench", "gemm", "--shapes", "unet"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("`dit`"));
+}
