@@ -10,45 +10,12 @@
 //   fn load_x4(i: u32) -> vec4<f32>   // x[i .. i + 3], i a multiple of 4 in the vec4 variant
 //   fn load_x1(i: u32) -> f32
 // f32 accumulation in every variant; activations x and y are `T`: f32, or f16 in the variants for adapters with
-// SHADER_F16 (bias and gate stay f32).
+// SHADER_F16 (bias and gate stay f32). Parameters, bindings 2, 3, 4, 6 and the epilogue: common/gemm_epilogue.wgsl.
 
 alias T = f32;
 // 8 rows per workgroup: each weight load serves 8 rows. On lavapipe 1.2-1.3x the speed of 4; 16 is slower.
 const TM: u32 = 8u;
 override WG: u32 = 64u;
-
-struct Params {
-    m: u32,         // rows of x and y
-    n: u32,         // columns of y
-    k_begin: u32,   // this launch covers k in [k_begin, k_end): a weight too large for one binding is split
-    k_end: u32,
-    n_pad: u32,     // stored weight columns (n rounded up to 4)
-    x_ld: u32,      // elements per row of x
-    x_shift: u32,   // offsets of each tensor inside its binding, in elements of its array
-    w_shift: u32,
-    s_shift: u32,
-    y_shift: u32,
-    b_shift: u32,
-    g_shift: u32,
-    g_ld: u32,      // elements per row of the gate; 0 broadcasts one row
-    flags: u32,     // bit 0 bias, bits 1-2 activation (1 GELU-tanh, 2 SiLU), bit 3 gated residual, bit 4 accumulate
-    _pad0: u32,
-    _pad: u32,
-}
-
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read> gate: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<T>;
-@group(0) @binding(6) var<uniform> p: Params;
-
-fn gelu_tanh(v: f32) -> f32 {
-    let u = clamp(0.7978845608028654 * (v + 0.044715 * v * v * v), -15.0, 15.0);
-    return 0.5 * v * (1.0 + tanh(u));
-}
-
-fn silu(v: f32) -> f32 {
-    return v / (1.0 + exp(-v));
-}
 
 fn x_row(m: u32) -> u32 {
     return p.x_shift + min(m, p.m - 1u) * p.x_ld;
@@ -94,34 +61,9 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             acc[r] += wm * xv;
         }
     }
-    let act = (p.flags >> 1u) & 3u;
     for (var r = 0u; r < TM; r++) {
-        let m = m0 + r;
-        if (m >= p.m) {
-            break;
-        }
         for (var j = 0u; j < 4u; j++) {
-            let n = n0 + j;
-            if (n >= p.n) {
-                break;
-            }
-            let yi = p.y_shift + m * p.n + n;
-            var v = acc[r][j] * col_scale(n);
-            if ((p.flags & 16u) != 0u) {
-                v += f32(y[yi]);
-            }
-            if ((p.flags & 1u) != 0u) {
-                v += bias[p.b_shift + n];
-            }
-            if (act == 1u) {
-                v = gelu_tanh(v);
-            } else if (act == 2u) {
-                v = silu(v);
-            }
-            if ((p.flags & 8u) != 0u) {
-                v = f32(y[yi]) + v * gate[p.g_shift + m * p.g_ld + n];
-            }
-            y[yi] = T(v);
+            epilogue(m0 + r, n0 + j, acc[r][j]);
         }
     }
 }

@@ -23,69 +23,15 @@ const BM: u32 = 128u;
 const BN: u32 = 128u;
 const BK: u32 = 32u;
 
-struct Params {
-    m: u32,
-    n: u32,
-    k_begin: u32,
-    k_end: u32,
-    n_pad: u32,
-    x_ld: u32,
-    x_shift: u32,
-    w_shift: u32,
-    s_shift: u32,
-    y_shift: u32,
-    b_shift: u32,
-    g_shift: u32,
-    g_ld: u32,
-    flags: u32,
-    _pad0: u32,
-    _pad: u32,
-}
-
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read> gate: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<T>;
-@group(0) @binding(6) var<uniform> p: Params;
-
 var<workgroup> xs: array<f16, BM * BK>;     // [m][k]
 var<workgroup> ws: array<f16, BK * BN>;     // [k][n]
 var<workgroup> scratch: array<f32, 2048>;   // 8 subgroups x one 16 x 16 fragment
 
-fn gelu_tanh(v: f32) -> f32 {
-    let u = clamp(0.7978845608028654 * (v + 0.044715 * v * v * v), -15.0, 15.0);
-    return 0.5 * v * (1.0 + tanh(u));
-}
-
-fn silu(v: f32) -> f32 {
-    return v / (1.0 + exp(-v));
-}
-
 // Applies the epilogue to the fragment subgroup `sid` left in its scratch: rows m0.., columns n0...
 fn flush(sid: u32, lane: u32, m0: u32, n0: u32) {
     workgroupBarrier();
-    let act = (p.flags >> 1u) & 3u;
     for (var e = lane; e < 256u; e += SG) {
-        let m = m0 + e / 16u;
-        let n = n0 + e % 16u;
-        if (m < p.m && n < p.n) {
-            let yi = p.y_shift + m * p.n + n;
-            var v = scratch[sid * 256u + e] * col_scale(n);
-            if ((p.flags & 16u) != 0u) {
-                v += f32(y[yi]);
-            }
-            if ((p.flags & 1u) != 0u) {
-                v += bias[p.b_shift + n];
-            }
-            if (act == 1u) {
-                v = gelu_tanh(v);
-            } else if (act == 2u) {
-                v = silu(v);
-            }
-            if ((p.flags & 8u) != 0u) {
-                v = f32(y[yi]) + v * gate[p.g_shift + m * p.g_ld + n];
-            }
-            y[yi] = T(v);
-        }
+        epilogue(m0 + e / 16u, n0 + e % 16u, scratch[sid * 256u + e]);
     }
     workgroupBarrier();
 }

@@ -7,7 +7,7 @@
 // (rows ty·4.. and 64 + ty·4.., columns tx·4.. and 64 + tx·4..: vec4 reads from workgroup memory that neighbouring
 // invocations take from neighbouring addresses). The next k tile is loaded into registers while the current one
 // is multiplied. 8.3 KB of workgroup memory: within WebGPU's default 16 KB. No f16, no subgroups. Same bindings,
-// parameters and epilogue as gemm.wgsl; f32 activations.
+// parameters and epilogue as gemm.wgsl (common/gemm_epilogue.wgsl); f32 activations.
 
 alias T = f32;
 const BM: u32 = 128u;
@@ -16,41 +16,8 @@ const BK: u32 = 8u;
 const XS: u32 = 132u;    // row stride of xs: BM + 4 spreads the transposed stores over the banks
 const WG: u32 = 256u;
 
-struct Params {
-    m: u32,
-    n: u32,
-    k_begin: u32,
-    k_end: u32,
-    n_pad: u32,
-    x_ld: u32,
-    x_shift: u32,
-    w_shift: u32,
-    s_shift: u32,
-    y_shift: u32,
-    b_shift: u32,
-    g_shift: u32,
-    g_ld: u32,
-    flags: u32,
-    _pad0: u32,
-    _pad: u32,
-}
-
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read> gate: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<T>;
-@group(0) @binding(6) var<uniform> p: Params;
-
 var<workgroup> xs: array<vec4<f32>, BK * XS / 4u>;  // [k][m]
 var<workgroup> ws: array<vec4<f32>, BK * BN / 4u>;  // [k][n]
-
-fn gelu_tanh(v: f32) -> f32 {
-    let u = clamp(0.7978845608028654 * (v + 0.044715 * v * v * v), -15.0, 15.0);
-    return 0.5 * v * (1.0 + tanh(u));
-}
-
-fn silu(v: f32) -> f32 {
-    return v / (1.0 + exp(-v));
-}
 
 // One invocation's share of a k tile: 4 consecutive k of one x row, and (for the first 64) one 4 x 4 weight block.
 // Every index into registers below is a constant: a run-time index can push an array to local memory on GPUs.
@@ -102,34 +69,11 @@ fn store_tile(t: Tile, lid: u32) {
     }
 }
 
-fn epilogue(m: u32, n: u32, acc: f32, act: u32) {
-    if (m >= p.m || n >= p.n) {
-        return;
-    }
-    let yi = p.y_shift + m * p.n + n;
-    var v = acc * col_scale(n);
-    if ((p.flags & 16u) != 0u) {
-        v += f32(y[yi]);
-    }
-    if ((p.flags & 1u) != 0u) {
-        v += bias[p.b_shift + n];
-    }
-    if (act == 1u) {
-        v = gelu_tanh(v);
-    } else if (act == 2u) {
-        v = silu(v);
-    }
-    if ((p.flags & 8u) != 0u) {
-        v = f32(y[yi]) + v * gate[p.g_shift + m * p.g_ld + n];
-    }
-    y[yi] = T(v);
-}
-
-fn store4(m: u32, n0: u32, v: vec4<f32>, act: u32) {
-    epilogue(m, n0, v.x, act);
-    epilogue(m, n0 + 1u, v.y, act);
-    epilogue(m, n0 + 2u, v.z, act);
-    epilogue(m, n0 + 3u, v.w, act);
+fn store4(m: u32, n0: u32, v: vec4<f32>) {
+    epilogue(m, n0, v.x);
+    epilogue(m, n0 + 1u, v.y);
+    epilogue(m, n0 + 2u, v.z);
+    epilogue(m, n0 + 3u, v.w);
 }
 
 @compute @workgroup_size(WG)
@@ -174,25 +118,24 @@ fn gemm_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
             acc[15] += a1.w * b1;
         }
     }
-    let act = (p.flags >> 1u) & 3u;
     let r0 = m_base + ty * 4u;
     let r1 = m_base + 64u + ty * 4u;
     let c0 = n_base + tx * 4u;
     let c1 = n_base + 64u + tx * 4u;
-    store4(r0, c0, acc[0], act);
-    store4(r0 + 1u, c0, acc[1], act);
-    store4(r0 + 2u, c0, acc[2], act);
-    store4(r0 + 3u, c0, acc[3], act);
-    store4(r1, c0, acc[4], act);
-    store4(r1 + 1u, c0, acc[5], act);
-    store4(r1 + 2u, c0, acc[6], act);
-    store4(r1 + 3u, c0, acc[7], act);
-    store4(r0, c1, acc[8], act);
-    store4(r0 + 1u, c1, acc[9], act);
-    store4(r0 + 2u, c1, acc[10], act);
-    store4(r0 + 3u, c1, acc[11], act);
-    store4(r1, c1, acc[12], act);
-    store4(r1 + 1u, c1, acc[13], act);
-    store4(r1 + 2u, c1, acc[14], act);
-    store4(r1 + 3u, c1, acc[15], act);
+    store4(r0, c0, acc[0]);
+    store4(r0 + 1u, c0, acc[1]);
+    store4(r0 + 2u, c0, acc[2]);
+    store4(r0 + 3u, c0, acc[3]);
+    store4(r1, c0, acc[4]);
+    store4(r1 + 1u, c0, acc[5]);
+    store4(r1 + 2u, c0, acc[6]);
+    store4(r1 + 3u, c0, acc[7]);
+    store4(r0, c1, acc[8]);
+    store4(r0 + 1u, c1, acc[9]);
+    store4(r0 + 2u, c1, acc[10]);
+    store4(r0 + 3u, c1, acc[11]);
+    store4(r1, c1, acc[12]);
+    store4(r1 + 1u, c1, acc[13]);
+    store4(r1 + 2u, c1, acc[14]);
+    store4(r1 + 3u, c1, acc[15]);
 }

@@ -82,6 +82,44 @@ fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.x + wid.y * nwg.x;
 }
 
+// Writes row `row` of y, normalised: ((x - k) - mean) · rstd, then weight, bias and modulation as the flags say.
+// `k` is x[row, 0], the shift the sums were taken about. Invocation t writes columns t, t + WG, ….
+fn layer_norm_store(row: u32, k: f32, mean: f32, rstd: f32, t: u32) {
+    let cols = p.cols;
+    let xb = p.x_shift + row * cols;
+    let yb = p.y_shift + row * cols;
+    let scb = p.sc_shift + row * p.sc_ld;
+    let shb = p.sh_shift + row * p.sh_ld;
+    let f = p.flags;
+    for (var c = t; c < cols; c += WG) {
+        var v = ((ld(xb + c) - k) - mean) * rstd;
+        if ((f & HAS_W) != 0u) {
+            v *= w[c];
+        }
+        if ((f & HAS_B) != 0u) {
+            v += b[c];
+        }
+        if ((f & HAS_MOD) != 0u) {
+            v = v * (1.0 + scale[scb + c]) + shift[shb + c];
+        }
+        y[yb + c] = v;
+    }
+}
+
+// Writes row `row` of y: x · rstd (· weight).
+fn rms_norm_store(row: u32, rstd: f32, t: u32) {
+    let cols = p.cols;
+    let xb = p.x_shift + row * cols;
+    let yb = p.y_shift + row * cols;
+    for (var c = t; c < cols; c += WG) {
+        var v = ld(xb + c) * rstd;
+        if ((p.flags & HAS_W) != 0u) {
+            v *= w[c];
+        }
+        y[yb + c] = v;
+    }
+}
+
 @compute @workgroup_size(WG)
 fn layer_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) t: u32) {
@@ -129,26 +167,7 @@ fn layer_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
             let d = part_s[rr * WG + i] - n_i * mean;  // n_i (mean_i - mean)
             m2 += part_m[rr * WG + i] + d * d / n_i;
         }
-        let rstd = inverseSqrt(m2 * inv_cols + p.eps);
-        let xb = p.x_shift + row * cols;
-        let k = row_k[rr];
-        let yb = p.y_shift + row * cols;
-        let scb = p.sc_shift + row * p.sc_ld;
-        let shb = p.sh_shift + row * p.sh_ld;
-        let f = p.flags;
-        for (var c = t; c < cols; c += WG) {
-            var v = ((ld(xb + c) - k) - mean) * rstd;
-            if ((f & HAS_W) != 0u) {
-                v *= w[c];
-            }
-            if ((f & HAS_B) != 0u) {
-                v += b[c];
-            }
-            if ((f & HAS_MOD) != 0u) {
-                v = v * (1.0 + scale[scb + c]) + shift[shb + c];
-            }
-            y[yb + c] = v;
-        }
+        layer_norm_store(row, row_k[rr], mean, inverseSqrt(m2 * inv_cols + p.eps), t);
     }
 }
 
@@ -180,17 +199,7 @@ fn rms_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
         for (var i = 0u; i < used; i++) {
             total += part_s[rr * WG + i];
         }
-        let rstd = inverseSqrt(total / f32(cols) + p.eps);
-        let xb = p.x_shift + row * cols;
-        let yb = p.y_shift + row * cols;
-        let f = p.flags;
-        for (var c = t; c < cols; c += WG) {
-            var v = ld(xb + c) * rstd;
-            if ((f & HAS_W) != 0u) {
-                v *= w[c];
-            }
-            y[yb + c] = v;
-        }
+        rms_norm_store(row, inverseSqrt(total / f32(cols) + p.eps), t);
     }
 }
 

@@ -1,17 +1,9 @@
 //! `nava bench`: the conv3d benchmark's output (headline last), and benchmarks that cannot run on the adapter
 //! exit non-zero naming the limit (sizes far over any 2 GiB buffer limit).
 
-use std::process::{Command, Output};
+mod common;
 
-fn nava(args: &[&str]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_nava"));
-    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
-        c.env("XDG_RUNTIME_DIR", std::env::temp_dir());
-    }
-    let out = c.args(args).output().expect("run nava");
-    eprintln!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    out
-}
+use common::nava;
 
 #[test]
 fn bench_conv3d_reports_gflops_last() {

@@ -2,17 +2,10 @@
 //! `--quant` advice when the asked format does not fit a budget, and the error before any loading when nothing
 //! fits. Budgets are derived from the plans the binary prints, not written in.
 
-use std::process::{Command, Output};
+mod common;
 
-fn nava(args: &[&str]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_nava"));
-    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
-        c.env("XDG_RUNTIME_DIR", std::env::temp_dir());
-    }
-    let out = c.args(args).output().expect("run nava");
-    eprintln!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    out
-}
+use common::nava;
+use std::process::Output;
 
 fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))

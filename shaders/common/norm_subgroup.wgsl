@@ -67,26 +67,7 @@ fn layer_norm_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
                 m2 += sg_m[rr * nsg + i] + d * d / n_i;
             }
         }
-        let rstd = inverseSqrt(m2 * inv_cols + p.eps);
-        let xb = p.x_shift + row * cols;
-        let k = row_k[rr];
-        let yb = p.y_shift + row * cols;
-        let scb = p.sc_shift + row * p.sc_ld;
-        let shb = p.sh_shift + row * p.sh_ld;
-        let f = p.flags;
-        for (var c = t; c < cols; c += WG) {
-            var v = ((ld(xb + c) - k) - mean) * rstd;
-            if ((f & HAS_W) != 0u) {
-                v *= w[c];
-            }
-            if ((f & HAS_B) != 0u) {
-                v += b[c];
-            }
-            if ((f & HAS_MOD) != 0u) {
-                v = v * (1.0 + scale[scb + c]) + shift[shb + c];
-            }
-            y[yb + c] = v;
-        }
+        layer_norm_store(row, row_k[rr], mean, inverseSqrt(m2 * inv_cols + p.eps), t);
     }
 }
 
@@ -121,16 +102,6 @@ fn rms_norm_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
         for (var i = 0u; i < nsg; i++) {
             total += sg_s[rr * nsg + i];
         }
-        let rstd = inverseSqrt(total / f32(cols) + p.eps);
-        let xb = p.x_shift + row * cols;
-        let yb = p.y_shift + row * cols;
-        let f = p.flags;
-        for (var c = t; c < cols; c += WG) {
-            var v = ld(xb + c) * rstd;
-            if ((f & HAS_W) != 0u) {
-                v *= w[c];
-            }
-            y[yb + c] = v;
-        }
+        rms_norm_store(row, inverseSqrt(total / f32(cols) + p.eps), t);
     }
 }

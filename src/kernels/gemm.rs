@@ -19,6 +19,7 @@ const W_Q8: &str = include_str!("../../shaders/common/w_q8.wgsl");
 const W_Q4: &str = include_str!("../../shaders/common/w_q4.wgsl");
 const W_FP8: &str = include_str!("../../shaders/common/w_fp8.wgsl");
 const X_SCALAR: &str = include_str!("../../shaders/common/x_scalar.wgsl");
+const EPILOGUE: &str = include_str!("../../shaders/common/gemm_epilogue.wgsl");
 const X_VEC4: &str = include_str!("../../shaders/common/x_vec4.wgsl");
 
 /// Rows of y per workgroup (`TM` in the shader); each invocation owns 4 columns.
@@ -469,6 +470,7 @@ impl Variant {
         if self.tiled {
             return Spec::new(&FAMILY_TILED, "gemm_tiled", &bindings)
                 .tag(self.format.name())
+                .snippet(EPILOGUE)
                 .snippet(X_SCALAR)
                 .snippet(self.format.snippet());
         }
@@ -478,12 +480,13 @@ impl Variant {
                 .tag(&format!("sg{}", self.coop_sg))
                 .enable("f16")
                 .enable("wgpu_cooperative_matrix")
+                .snippet(EPILOGUE)
                 .snippet(X_SCALAR)
                 .snippet(self.format.snippet())
                 .constant("SG", self.coop_sg as f64)
                 .constant("WG", 8.0 * self.coop_sg as f64);
         }
-        let s = Spec::new(&FAMILY, "gemm", &bindings).tag(self.format.name());
+        let s = Spec::new(&FAMILY, "gemm", &bindings).tag(self.format.name()).snippet(EPILOGUE);
         let s = if self.f16 { s.f16().tag("f16act") } else { s };
         let s = if self.x4 { s.tag("x4").snippet(X_VEC4) } else { s.snippet(X_SCALAR) };
         s.tag(&format!("t{}", self.wg)).snippet(self.format.snippet()).constant("WG", self.wg as f64)
