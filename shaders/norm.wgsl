@@ -82,6 +82,31 @@ fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.x + wid.y * nwg.x;
 }
 
+// Invocation t's partials of row `row` over the n_t columns it owns: (sum of x - k, sum of squares about its own
+// mean of x - k), with k = x[row, 0], which invocation 0 also keeps in row_k[rr] for after the barrier (in place,
+// x[row, 0] is overwritten by then). Zeros for a row past the end or an invocation that owns no column.
+fn layer_norm_partials(row: u32, rr: u32, t: u32, n_t: u32) -> vec2<f32> {
+    var s = 0.0;
+    var m2 = 0.0;
+    if (row < p.rows && n_t > 0u) {
+        let cols = p.cols;
+        let base = p.x_shift + row * cols;
+        let k = ld(base);
+        if (t == 0u) {
+            row_k[rr] = k;
+        }
+        for (var c = t; c < cols; c += WG) {
+            s += ld(base + c) - k;
+        }
+        let mean_t = s / f32(n_t);
+        for (var c = t; c < cols; c += WG) {
+            let d = (ld(base + c) - k) - mean_t;
+            m2 += d * d;
+        }
+    }
+    return vec2<f32>(s, m2);
+}
+
 // Writes row `row` of y, normalised: ((x - k) - mean) · rstd, then weight, bias and modulation as the flags say.
 // `k` is x[row, 0], the shift the sums were taken about. Invocation t writes columns t, t + WG, ….
 fn layer_norm_store(row: u32, k: f32, mean: f32, rstd: f32, t: u32) {
@@ -128,23 +153,9 @@ fn layer_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     let n_t = owned(t, cols);
     for (var rr = 0u; rr < R; rr++) {
         let row = row0 + rr;
-        var s = 0.0;
-        var m2 = 0.0;
-        if (row < p.rows && n_t > 0u) {
-            let base = p.x_shift + row * cols;
-            let k = ld(base);
-            if (t == 0u) {
-                row_k[rr] = k;  // read again after the barrier: in place, x[row, 0] is overwritten by then
-            }
-            for (var c = t; c < cols; c += WG) {
-                s += ld(base + c) - k;
-            }
-            let mean_t = s / f32(n_t);
-            for (var c = t; c < cols; c += WG) {
-                let d = (ld(base + c) - k) - mean_t;
-                m2 += d * d;
-            }
-        }
+        let sums = layer_norm_partials(row, rr, t, n_t);
+        let s = sums.x;
+        let m2 = sums.y;
         part_s[rr * WG + t] = s;
         part_m[rr * WG + t] = m2;
     }

@@ -17,23 +17,9 @@ fn layer_norm_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     let n_t = owned(t, cols);
     for (var rr = 0u; rr < R; rr++) {
         let row = row0 + rr;
-        var s = 0.0;
-        var m2 = 0.0;
-        if (row < p.rows && n_t > 0u) {
-            let base = p.x_shift + row * cols;
-            let k = ld(base);
-            if (t == 0u) {
-                row_k[rr] = k;  // read again after the barrier: in place, x[row, 0] is overwritten by then
-            }
-            for (var c = t; c < cols; c += WG) {
-                s += ld(base + c) - k;
-            }
-            let mean_t = s / f32(n_t);
-            for (var c = t; c < cols; c += WG) {
-                let d = (ld(base + c) - k) - mean_t;
-                m2 += d * d;
-            }
-        }
+        let sums = layer_norm_partials(row, rr, t, n_t);
+        let s = sums.x;
+        let m2 = sums.y;
         // Subgroup level: n, s, then the centred sums about the subgroup's mean.
         let n = f32(n_t);
         let n_sg = subgroupAdd(n);
