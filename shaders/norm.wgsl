@@ -60,6 +60,7 @@ struct Params {
 
 var<workgroup> part_s: array<f32, 256>;  // per invocation: sum of x - x[row, 0] (layer norm) or of x² (rms norm)
 var<workgroup> part_m: array<f32, 256>;  // per invocation: centred sum of squares (layer norm)
+var<workgroup> part_n: array<f32, 256>;  // per invocation: values its partials count (layer norm)
 var<workgroup> row_k: array<f32, 256>;   // per row: x[row, 0], the shift of the layer norm sums
 
 fn ld(i: u32) -> f32 {
@@ -105,6 +106,43 @@ fn layer_norm_partials(row: u32, rr: u32, t: u32, n_t: u32) -> vec2<f32> {
         }
     }
     return vec2<f32>(s, m2);
+}
+
+// Invocation t's sum of squares of row `row` (zero past the end).
+fn rms_partial(row: u32, t: u32) -> f32 {
+    var s = 0.0;
+    if (row < p.rows) {
+        let base = p.x_shift + row * p.cols;
+        for (var c = t; c < p.cols; c += WG) {
+            let v = ld(base + c);
+            s += v * v;
+        }
+    }
+    return s;
+}
+
+// The sum of the `count` partials of row slot rr, stored at part_s[rr * stride + i] (after the barrier).
+fn partials_total(rr: u32, stride: u32, count: u32) -> f32 {
+    var total = 0.0;
+    for (var i = 0u; i < count; i++) {
+        total += part_s[rr * stride + i];
+    }
+    return total;
+}
+
+// The mean of x - x[row, 0] over the row and its centred sum of squares, from `count` partials (n, s, m2) of row
+// slot rr at part_*[rr * stride + i], combined with Chan's formula; partials that count nothing are skipped.
+fn combine_partials(rr: u32, stride: u32, count: u32) -> vec2<f32> {
+    let mean = partials_total(rr, stride, count) / f32(p.cols);
+    var m2 = 0.0;
+    for (var i = 0u; i < count; i++) {
+        let n_i = part_n[rr * stride + i];
+        if (n_i > 0.0) {
+            let d = part_s[rr * stride + i] - n_i * mean;  // n_i (mean_i - mean)
+            m2 += part_m[rr * stride + i] + d * d / n_i;
+        }
+    }
+    return vec2<f32>(mean, m2);
 }
 
 // Writes row `row` of y, normalised: ((x - k) - mean) · rstd, then weight, bias and modulation as the flags say.
@@ -154,31 +192,19 @@ fn layer_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     for (var rr = 0u; rr < R; rr++) {
         let row = row0 + rr;
         let sums = layer_norm_partials(row, rr, t, n_t);
-        let s = sums.x;
-        let m2 = sums.y;
-        part_s[rr * WG + t] = s;
-        part_m[rr * WG + t] = m2;
+        part_n[rr * WG + t] = f32(n_t);
+        part_s[rr * WG + t] = sums.x;
+        part_m[rr * WG + t] = sums.y;
     }
     workgroupBarrier();
     let used = min(WG, cols);
-    let inv_cols = 1.0 / f32(cols);
     for (var rr = 0u; rr < R; rr++) {
         let row = row0 + rr;
         if (row >= p.rows) {
             break;
         }
-        var total = 0.0;
-        for (var i = 0u; i < used; i++) {
-            total += part_s[rr * WG + i];
-        }
-        let mean = total * inv_cols;  // of x - x[row, 0]
-        var m2 = 0.0;
-        for (var i = 0u; i < used; i++) {
-            let n_i = f32(owned(i, cols));
-            let d = part_s[rr * WG + i] - n_i * mean;  // n_i (mean_i - mean)
-            m2 += part_m[rr * WG + i] + d * d / n_i;
-        }
-        layer_norm_store(row, row_k[rr], mean, inverseSqrt(m2 * inv_cols + p.eps), t);
+        let mm = combine_partials(rr, WG, used);
+        layer_norm_store(row, row_k[rr], mm.x, inverseSqrt(mm.y / f32(cols) + p.eps), t);
     }
 }
 
@@ -186,31 +212,17 @@ fn layer_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
 fn rms_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) t: u32) {
     let row0 = group_index(wid, nwg) * R;
-    let cols = p.cols;
     for (var rr = 0u; rr < R; rr++) {
-        let row = row0 + rr;
-        var s = 0.0;
-        if (row < p.rows) {
-            let base = p.x_shift + row * cols;
-            for (var c = t; c < cols; c += WG) {
-                let v = ld(base + c);
-                s += v * v;
-            }
-        }
-        part_s[rr * WG + t] = s;
+        part_s[rr * WG + t] = rms_partial(row0 + rr, t);
     }
     workgroupBarrier();
-    let used = min(WG, cols);
+    let used = min(WG, p.cols);
     for (var rr = 0u; rr < R; rr++) {
         let row = row0 + rr;
         if (row >= p.rows) {
             break;
         }
-        var total = 0.0;
-        for (var i = 0u; i < used; i++) {
-            total += part_s[rr * WG + i];
-        }
-        rms_norm_store(row, inverseSqrt(total / f32(cols) + p.eps), t);
+        rms_norm_store(row, inverseSqrt(partials_total(rr, WG, used) / f32(p.cols) + p.eps), t);
     }
 }
 

@@ -118,6 +118,9 @@ pub fn gemm_check(
     rows: usize,
 ) -> Result<f64, KernelError> {
     use crate::kernels::gemm::PackedWeight;
+    check_buffer(g, "gemm x", m * k)?;
+    check_buffer(g, "gemm weight (f32 before packing)", n * k)?;
+    check_buffer(g, "gemm output", m * n)?;
     let xs = seeded(1, m * k);
     let packed = PackedWeight::quantize(format, n, k, &seeded(2, n * k));
     let x = g.upload_f32("check x", &xs, &[m, k])?;

@@ -25,7 +25,7 @@ const X_VEC4: &str = include_str!("../../shaders/common/x_vec4.wgsl");
 /// Rows of y per workgroup (`TM` in the shader); each invocation owns 4 columns.
 const TM: usize = 8;
 /// The tile of y of the tiled and cooperative-matrix kernels (`BM` x `BN` in gemm_tiled.wgsl, gemm_coop.wgsl).
-const COOP_TILE: usize = 128;
+const SHARED_TILE: usize = 128;
 /// Its workgroup memory, bytes: x and W tiles of 32 k as f16, and 8 fragments of f32 scratch.
 const COOP_WORKGROUP_BYTES: u32 = 2 * 128 * 32 * 2 + 2048 * 4;
 
@@ -786,7 +786,7 @@ fn run_on(
         });
     }
     // Row chunks: x and y windows within one binding.
-    let (tile_m, tile_n) = if plain { (TM, 4 * variant.wg as usize) } else { (COOP_TILE, COOP_TILE) };
+    let (tile_m, tile_n) = if plain { (TM, 4 * variant.wg as usize) } else { (SHARED_TILE, SHARED_TILE) };
     let max_rows = ((max / (4 * k as u64)).min(max / (4 * n as u64)) as usize / tile_m * tile_m).max(tile_m);
     let groups_x = n.div_ceil(tile_n) as u32;
     let max_groups = g.limits.max_compute_workgroups_per_dimension;
