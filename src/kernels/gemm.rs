@@ -21,6 +21,7 @@ const W_FP8: &str = include_str!("../../shaders/common/w_fp8.wgsl");
 const X_SCALAR: &str = include_str!("../../shaders/common/x_scalar.wgsl");
 const EPILOGUE: &str = include_str!("../../shaders/common/gemm_epilogue.wgsl");
 const X_VEC4: &str = include_str!("../../shaders/common/x_vec4.wgsl");
+const GEMM_SUBGROUP: &str = include_str!("../../shaders/common/gemm_subgroup.wgsl");
 
 /// Rows of y per workgroup (`TM` in the shader); each invocation owns 4 columns.
 const TM: usize = 8;
@@ -450,6 +451,9 @@ pub struct Variant {
     pub coop_sg: u32,
     /// The shared-memory tiled kernel for GPUs (gemm_tiled.wgsl).
     pub tiled: bool,
+    /// gemm.wgsl's `gemm_sg` (x shared through subgroup broadcasts) for a subgroup size of this many invocations;
+    /// 0 for `gemm`.
+    pub sg: u32,
 }
 
 /// Which GEMM kernel to run: the one chosen for the adapter, or one named (tests compare them on any adapter).
@@ -459,6 +463,9 @@ pub enum Kernel {
     Auto,
     /// gemm.wgsl: register blocks, no workgroup memory (CPU drivers; f16 activations).
     Plain,
+    /// gemm.wgsl's subgroup entry point: the same blocks, x read once per subgroup and broadcast (CPU drivers with
+    /// subgroups).
+    Subgroup,
     /// gemm_tiled.wgsl: 128 x 128 tiles through workgroup memory (GPUs without tensor cores, or f32 weights).
     Tiled,
 }
@@ -486,6 +493,17 @@ impl Variant {
                 .constant("SG", self.coop_sg as f64)
                 .constant("WG", 8.0 * self.coop_sg as f64);
         }
+        if self.sg > 0 {
+            return Spec::new(&FAMILY, "gemm_sg", &bindings)
+                .tag(self.format.name())
+                .tag(&format!("sg{}", self.sg))
+                .snippet(EPILOGUE)
+                .snippet(X_SCALAR)
+                .snippet(self.format.snippet())
+                .snippet(GEMM_SUBGROUP)
+                .constant("SG", self.sg as f64)
+                .constant("WG", self.wg as f64);
+        }
         let s = Spec::new(&FAMILY, "gemm", &bindings).tag(self.format.name()).snippet(EPILOGUE);
         let s = if self.f16 { s.f16().tag("f16act") } else { s };
         let s = if self.x4 { s.tag("x4").snippet(X_VEC4) } else { s.snippet(X_SCALAR) };
@@ -496,7 +514,19 @@ impl Variant {
         // NAVA_GEMM_WG overrides the workgroup size for tuning (a debug switch, see README).
         let wg = std::env::var("NAVA_GEMM_WG").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
         let wg = wg.clamp(1, g.limits.max_compute_invocations_per_workgroup);
-        Self { format, wg, f16, x4: false, coop_sg: 0, tiled: false }
+        Self { format, wg, f16, x4: false, coop_sg: 0, tiled: false, sg: 0 }
+    }
+
+    /// gemm.wgsl's subgroup entry point, for f32 activations where the adapter has subgroups of one size that is a
+    /// multiple of 4 up to 64 and divides the workgroup. On lavapipe (8-wide subgroups) 1024³ f32 goes from 15.0
+    /// to 22.1–22.5 GFLOP/s. f16 activations keep `gemm`: lavapipe returned wrong products for subgroup loads of
+    /// f16 x. `NAVA_GEMM_SUBGROUP=0` turns it off (a debug switch, see README).
+    fn pick_subgroup(g: &Gpu, format: WeightFormat, f16: bool) -> Option<Self> {
+        let sg = g.caps.subgroup_size;
+        let off = std::env::var("NAVA_GEMM_SUBGROUP").is_ok_and(|v| v == "0");
+        let plain = Self::pick(g, format, false);
+        let fits = g.caps.subgroup && sg.is_multiple_of(4) && (4..=64).contains(&sg) && plain.wg.is_multiple_of(sg);
+        (fits && !off && !f16).then_some(Self { sg, ..plain })
     }
 
     /// The tiled kernel: for GPUs (not CPU drivers, where barriers and workgroup memory are slow) with f32
@@ -512,8 +542,23 @@ impl Variant {
         match kernel {
             Kernel::Auto => Ok(Self::pick_coop(g, format, f16)
                 .or_else(|| Self::pick_tiled(g, format, f16))
+                .or_else(|| Self::pick_subgroup(g, format, f16))
                 .unwrap_or_else(|| Self::pick(g, format, f16))),
             Kernel::Plain => Ok(Self::pick(g, format, f16)),
+            Kernel::Subgroup => Self::pick_subgroup(g, format, f16).ok_or_else(|| KernelError::Unsupported {
+                op: "gemm",
+                what: format!(
+                    "the subgroup kernel takes f32 activations and needs subgroups of one size, a multiple of 4 up \
+                     to 64 that divides the workgroup; this adapter has {}",
+                    if g.caps.subgroup_size > 0 {
+                        format!("{}-wide subgroups", g.caps.subgroup_size)
+                    } else if g.caps.subgroup {
+                        "subgroups of varying size".to_string()
+                    } else {
+                        "no subgroups".to_string()
+                    }
+                ),
+            }),
             Kernel::Tiled if !f16 && tiled_fits(g) => Ok(Self { tiled: true, ..Self::pick(g, format, false) }),
             Kernel::Tiled => Err(KernelError::Unsupported {
                 op: "gemm",
@@ -538,6 +583,7 @@ impl Variant {
             x4: false,
             coop_sg: sg,
             tiled: false,
+            sg: 0,
         })
     }
 }
@@ -552,6 +598,7 @@ pub fn selected(g: &Gpu) -> Vec<String> {
     let mut v = Vec::new();
     v.extend(WeightFormat::ALL.iter().filter_map(|&f| Variant::pick_coop(g, f, false)).map(|c| c.spec().label));
     v.extend(WeightFormat::ALL.iter().filter_map(|&f| Variant::pick_tiled(g, f, false)).map(|c| c.spec().label));
+    v.extend(WeightFormat::ALL.iter().filter_map(|&f| Variant::pick_subgroup(g, f, false)).map(|c| c.spec().label));
     for f16 in [false, true].into_iter().filter(|&h| !h || g.caps.shader_f16) {
         for x4 in [true, false] {
             v.extend(WeightFormat::ALL.iter().map(|&f| Variant { x4, ..Variant::pick(g, f, f16) }.spec().label));
@@ -573,21 +620,26 @@ pub fn variants() -> Vec<Spec> {
             v.extend(
                 WeightFormat::ALL
                     .iter()
-                    .map(|&format| Variant { format, wg: 64, f16, x4, coop_sg: 0, tiled: false }.spec()),
+                    .map(|&format| Variant { format, wg: 64, f16, x4, coop_sg: 0, tiled: false, sg: 0 }.spec()),
             );
         }
     }
-    for sg in [32, 64] {
+    for sg in [4, 8, 32, 64] {
         v.extend(
             WeightFormat::ALL
                 .iter()
-                .map(|&format| Variant { format, wg: 8 * sg, f16: false, x4: false, coop_sg: sg, tiled: false }.spec()),
+                .map(|&format| Variant { format, wg: 64, f16: false, x4: false, coop_sg: 0, tiled: false, sg }.spec()),
         );
+    }
+    for sg in [32, 64] {
+        v.extend(WeightFormat::ALL.iter().map(|&format| {
+            Variant { format, wg: 8 * sg, f16: false, x4: false, coop_sg: sg, tiled: false, sg: 0 }.spec()
+        }));
     }
     v.extend(
         WeightFormat::ALL
             .iter()
-            .map(|&format| Variant { format, wg: 256, f16: false, x4: false, coop_sg: 0, tiled: true }.spec()),
+            .map(|&format| Variant { format, wg: 256, f16: false, x4: false, coop_sg: 0, tiled: true, sg: 0 }.spec()),
     );
     v
 }
@@ -760,8 +812,11 @@ fn run_on(
     let variant = Variant::choose(g, w.format, f16, kernel)?;
     let pipe_scalar = g.pipeline(&variant.spec())?;
     let plain = variant.coop_sg == 0 && !variant.tiled;
-    let pipe_x4 =
-        if w.k.is_multiple_of(4) && plain { Some(g.pipeline(&Variant { x4: true, ..variant }.spec())?) } else { None };
+    let pipe_x4 = if w.k.is_multiple_of(4) && plain && variant.sg == 0 {
+        Some(g.pipeline(&Variant { x4: true, ..variant }.spec())?)
+    } else {
+        None
+    };
     let max = g.max_binding();
     let align = g.binding_align();
     let (k, n, n_pad) = (w.k, w.n, w.n_pad);

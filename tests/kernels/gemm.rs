@@ -228,9 +228,38 @@ fn gemm_f16_activations() {
 /// are not multiples of its 128 x 128 tile, and k not a multiple of its 8.
 #[test]
 fn gemm_tiled_kernel_matches_reference() {
-    use nava::kernels::gemm::{gemm_into_on, gemm_on, Kernel, Store};
+    kernel_matches_reference(nava::kernels::gemm::Kernel::Tiled, "tiled");
+}
+
+/// gemm.wgsl's plain entry point (CPU drivers without subgroups, browsers), whatever this adapter would choose.
+#[test]
+fn gemm_plain_kernel_matches_reference() {
+    kernel_matches_reference(nava::kernels::gemm::Kernel::Plain, "plain");
+}
+
+/// gemm.wgsl's subgroup entry point (CPU drivers with subgroups): also k not a multiple of the subgroup size, k
+/// below it, and invocations past the last column (which still load x for their subgroup). An adapter without
+/// fixed-size subgroups must refuse it by name.
+#[test]
+fn gemm_subgroup_kernel_matches_reference() {
+    use nava::kernels::gemm::{gemm_on, Kernel};
     let g = test_gpu();
-    for (i, &(m, n, k)) in [(1, 5, 3), (130, 133, 37), (257, 128, 72)].iter().enumerate() {
+    if g.caps.subgroup_size == 0 {
+        let x = g.upload_f32("x", &[1.0; 4], &[1, 4]).unwrap();
+        let w = Weight::from_f32(g, "w", WeightFormat::F32, 1, 4, &[1.0; 4]).unwrap();
+        let Err(e) = gemm_on(g, Kernel::Subgroup, &x, &w, Epilogue::default()) else {
+            panic!("an adapter without fixed-size subgroups must refuse the subgroup kernel");
+        };
+        assert!(e.to_string().contains("subgroup"), "{e}");
+        return;
+    }
+    kernel_matches_reference(Kernel::Subgroup, "subgroup");
+}
+
+fn kernel_matches_reference(kernel: nava::kernels::gemm::Kernel, name: &str) {
+    use nava::kernels::gemm::{gemm_into_on, gemm_on, Store};
+    let g = test_gpu();
+    for (i, &(m, n, k)) in [(1, 5, 3), (130, 133, 37), (257, 128, 72), (9, 300, 20)].iter().enumerate() {
         let x = rand_vec(40 + i as u64, m * k);
         let w = rand_vec(50 + i as u64, n * k);
         let b = rand_vec(60 + i as u64, n);
@@ -241,23 +270,23 @@ fn gemm_tiled_kernel_matches_reference() {
             let wq = packed.dequantize();
             let wt = Weight::upload(g, "w", &packed).unwrap();
             for act in [Act::None, Act::GeluTanh, Act::Silu] {
-                let y = gemm_on(g, Kernel::Tiled, &xt, &wt, Epilogue { bias: Some(&bt), act }).unwrap();
+                let y = gemm_on(g, kernel, &xt, &wt, Epilogue { bias: Some(&bt), act }).unwrap();
                 let want = reference(&x, &wq, Some(&b), m, n, k, act);
-                let what = format!("tiled gemm {format:?} {m}x{n}x{k} {act:?}");
+                let what = format!("{name} gemm {format:?} {m}x{n}x{k} {act:?}");
                 assert_close(&what, &g.read_f32_blocking(&y).unwrap(), &want, Tol::new(3e-5, 3e-5));
             }
             let prod = reference(&x, &wq, None, m, n, k, Act::None);
             let res = rand_vec(70, m * n);
             let gate = rand_vec(71, m * n);
             let gt = g.upload_f32("g", &gate, &[m, n]).unwrap();
-            for (store, name) in [(Store::Add, "add"), (Store::Gated(&gt), "gated")] {
+            for (store, store_name) in [(Store::Add, "add"), (Store::Gated(&gt), "gated")] {
                 let yt = g.upload_f32("y", &res, &[m, n]).unwrap();
-                gemm_into_on(g, Kernel::Tiled, &xt, &wt, Epilogue::default(), &yt, store).unwrap();
+                gemm_into_on(g, kernel, &xt, &wt, Epilogue::default(), &yt, store).unwrap();
                 let want: Vec<f32> = match store {
                     Store::Gated(_) => (0..m * n).map(|i| res[i] + prod[i] * gate[i]).collect(),
                     _ => (0..m * n).map(|i| res[i] + prod[i]).collect(),
                 };
-                let what = format!("tiled gemm {name} {format:?} {m}x{n}x{k}");
+                let what = format!("{name} gemm {store_name} {format:?} {m}x{n}x{k}");
                 assert_close(&what, &g.read_f32_blocking(&yt).unwrap(), &want, Tol::new(3e-5, 3e-5));
             }
         }
