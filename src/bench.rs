@@ -195,6 +195,31 @@ pub fn conv3d_bench(
     })
 }
 
+/// `y = A·B` (or `A·Bᵀ` with `trans_b`) between two f32 activations at `m × n × k`: the product the VAE's
+/// single-head attention runs (`kernels::matmul`).
+pub fn matmul_bench(g: &Gpu, [m, n, k]: [usize; 3], trans_b: bool, budget_s: f64) -> Result<BenchResult, KernelError> {
+    use crate::kernels::matmul::{matmul, MatmulArgs};
+    check_buffer(g, "matmul a", m * k)?;
+    check_buffer(g, "matmul b", k * n)?;
+    check_buffer(g, "matmul output", m * n)?;
+    let a = g.upload_f32("bench matmul a", &seeded(11, m * k), &[m, k])?;
+    let b = g.upload_f32("bench matmul b", &seeded(12, k * n), &if trans_b { [n, k] } else { [k, n] })?;
+    let args = MatmulArgs { trans_a: false, trans_b, alpha: 1.0 };
+    g.reset_peak_memory();
+    let (iters, s) = time_loop(g, budget_s, 2, || matmul(g, &a, &b, args).map(drop))?;
+    Ok(BenchResult {
+        label: format!(
+            "matmul {m}x{n}x{k}{} [{}]",
+            if trans_b { " (b transposed)" } else { "" },
+            crate::kernels::matmul::variant_label(g, n, k, trans_b)
+        ),
+        iters,
+        seconds_per_iter: s,
+        flops_per_iter: 2.0 * m as f64 * n as f64 * k as f64,
+        peak_gpu_bytes: g.memory().peak_bytes,
+    })
+}
+
 /// Attention of q `[lq, heads, d]` over k, v `[lk, heads, d]`.
 pub fn attention_bench(
     g: &Gpu,

@@ -62,6 +62,21 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
     },
+    /// A product of two activations, y [m, n] = a [m, k] · b [k, n] (or b [n, k] transposed): the VAE's
+    /// single-head attention.
+    Matmul {
+        #[arg(long, default_value_t = 1024)]
+        m: usize,
+        #[arg(long, default_value_t = 1024)]
+        n: usize,
+        #[arg(long, default_value_t = 1024)]
+        k: usize,
+        /// b is [n, k], used transposed (the scores q·kᵀ).
+        #[arg(long)]
+        trans_b: bool,
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
     /// Attention of q [lq, heads, head-dim] over k, v [lk, heads, head-dim].
     Attention {
         #[arg(long, default_value_t = 1)]
@@ -252,6 +267,14 @@ pub fn run(opts: &GpuOptions, cmd: BenchCmd) -> Result<(), Box<dyn std::error::E
                 return Err("--channels, --frames, --height and --width must be at least 1".into());
             }
             let r = nava::bench::conv3d_bench(&g, channels, [frames, height, width], format_arg(&dtype)?, seconds)?;
+            report(&r);
+            println!("GFLOP/s: {:.2}", r.gflops());
+        }
+        BenchCmd::Matmul { m, n, k, trans_b, seconds } => {
+            if [m, n, k].contains(&0) {
+                return Err("--m, --n and --k must be at least 1".into());
+            }
+            let r = nava::bench::matmul_bench(&g, [m, n, k], trans_b, seconds)?;
             report(&r);
             println!("GFLOP/s: {:.2}", r.gflops());
         }

@@ -15,12 +15,24 @@ fn bench_conv3d_reports_gflops_last() {
     assert!(last.starts_with("GFLOP/s: "), "{out}");
 }
 
+/// The activation product's bench names the kernel it ran (the subgroup one on CPU drivers with subgroups) and
+/// puts the headline last.
+#[test]
+fn bench_matmul_reports_gflops_last() {
+    let o = nava(&["bench", "matmul", "--m", "40", "--n", "24", "--k", "36", "--trans-b", "--seconds", "0.1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("matmul 40x24x36 (b transposed) [matmul"), "{out}");
+    assert!(out.lines().last().unwrap_or_default().starts_with("GFLOP/s: "), "{out}");
+}
+
 #[test]
 fn bench_over_the_buffer_limit_fails_with_the_limit() {
     // 2^31 f32 values: over any max_buffer_size below 8 GiB, lavapipe's 2 GiB included.
     for args in [
         &["bench", "gemm", "--m", "65536", "--k", "32768", "--n", "64"][..],
         &["bench", "conv3d", "--channels", "1024", "--frames", "2", "--height", "1024", "--width", "1024"],
+        &["bench", "matmul", "--m", "65536", "--k", "32768", "--n", "64"],
     ] {
         let o = nava(args);
         let err = String::from_utf8_lossy(&o.stderr);

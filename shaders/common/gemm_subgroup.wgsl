@@ -2,18 +2,9 @@
 // same for every invocation still costs a bounds check and a branch per element, and those uniform x loads were
 // most of gemm's time. Here each lane of a subgroup loads one x value per row, x[m, k + lane], and the products
 // take them from registers with subgroup shuffles: one load per row for SG values of k, instead of SG.
-// SG is the adapter's (fixed) subgroup size, a multiple of 4 up to 64.
+// SG is the adapter's (fixed) subgroup size, a multiple of 4 up to 64; x_lanes4 comes from common/lanes4.wgsl.
 
 override SG: u32 = 8u;
-
-// x[m, k + 4g .. k + 4g + 3] from the lanes that loaded them. (subgroupBroadcast would need a constant lane: a
-// switch over g made the loop too large for the driver to unroll, 8 instead of 24 GFLOP/s; shuffles by a
-// uniform lane measure like broadcasts.)
-fn x_lanes4(v: f32, g: u32) -> vec4<f32> {
-    let l = 4u * g;
-    return vec4<f32>(subgroupShuffle(v, l), subgroupShuffle(v, l + 1u), subgroupShuffle(v, l + 2u),
-                     subgroupShuffle(v, l + 3u));
-}
 
 @compute @workgroup_size(WG)
 fn gemm_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

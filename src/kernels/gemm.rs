@@ -22,6 +22,8 @@ const X_SCALAR: &str = include_str!("../../shaders/common/x_scalar.wgsl");
 const EPILOGUE: &str = include_str!("../../shaders/common/gemm_epilogue.wgsl");
 const X_VEC4: &str = include_str!("../../shaders/common/x_vec4.wgsl");
 const GEMM_SUBGROUP: &str = include_str!("../../shaders/common/gemm_subgroup.wgsl");
+/// `x_lanes4`: values held one per lane, handed round with subgroup shuffles (the subgroup GEMM and matmul).
+pub(crate) const LANES4: &str = include_str!("../../shaders/common/lanes4.wgsl");
 
 /// Rows of y per workgroup (`TM` in the shader); each invocation owns 4 columns.
 const TM: usize = 8;
@@ -500,6 +502,7 @@ impl Variant {
                 .snippet(EPILOGUE)
                 .snippet(X_SCALAR)
                 .snippet(self.format.snippet())
+                .snippet(LANES4)
                 .snippet(GEMM_SUBGROUP)
                 .constant("SG", self.sg as f64)
                 .constant("WG", self.wg as f64);
