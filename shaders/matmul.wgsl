@@ -3,20 +3,7 @@
 // with TRANS_B, from [N, K]. One workgroup computes a 16 × 16 block of y through shared 16 × 16 tiles of A and B;
 // partial tiles at the edges are zero-filled. Offsets (`*_shift`) and strides are in elements.
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    lda: u32,
-    ldb: u32,
-    ldy: u32,
-    a_shift: u32,
-    b_shift: u32,
-    y_shift: u32,
-    flags: u32,
-    alpha: f32,
-    _pad: u32,
-}
+// Params: common/matmul_params.wgsl.
 
 const TRANS_A: u32 = 1u;
 const TRANS_B: u32 = 2u;

@@ -4,23 +4,8 @@
 // x_lanes4 (common/lanes4.wgsl): one load per row for SG values of k, and no workgroup memory or barrier.
 // B is read as vec4s: B[k, n .. n + 3] from a [K, N] tensor, or with TB, B[k .. k + 3, n] from an [N, K] one
 // (four rows, transposed in registers), so ldb and b_shift are multiples of 4 (the launcher checks). TA reads A
-// from a [K, M] tensor. Params as in matmul.wgsl. SG: the adapter's fixed subgroup size, a multiple of 4 up to
+// from a [K, M] tensor. Params: common/matmul_params.wgsl. SG: the adapter's fixed subgroup size, a multiple of 4 up to
 // 64 dividing WG.
-
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    lda: u32,
-    ldb: u32,
-    ldy: u32,
-    a_shift: u32,
-    b_shift: u32,
-    y_shift: u32,
-    flags: u32,
-    alpha: f32,
-    _pad: u32,
-}
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read> b: array<vec4<f32>>;

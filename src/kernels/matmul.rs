@@ -9,6 +9,7 @@ use crate::gpu::{spread, Access, DType, Family, Gpu, GpuTensor, Spec};
 use super::{Check, KernelError};
 
 pub static FAMILY: Family = Family { name: "matmul", source: include_str!("../../shaders/matmul.wgsl") };
+const PARAMS: &str = include_str!("../../shaders/common/matmul_params.wgsl");
 pub static FAMILY_SG: Family = Family { name: "matmul_sg", source: include_str!("../../shaders/matmul_sg.wgsl") };
 
 const OP: &str = "matmul";
@@ -42,7 +43,7 @@ pub const PARAMS_BYTES: usize = std::mem::size_of::<MatmulParams>();
 
 fn spec() -> Spec {
     use Access::*;
-    Spec::new(&FAMILY, "matmul", &[Read, Read, ReadWrite]).tag("t16x16")
+    Spec::new(&FAMILY, "matmul", &[Read, Read, ReadWrite]).tag("t16x16").snippet(PARAMS)
 }
 
 /// `matmul_sg` for subgroups of `sg` invocations, `wg` invocations per workgroup and the transposes.
@@ -54,6 +55,7 @@ fn spec_sg(sg: u32, wg: u32, trans_a: bool, trans_b: bool) -> Spec {
         .tag(&format!("t{wg}"))
         .tag(&t(trans_a, "ta"))
         .tag(&t(trans_b, "tb"))
+        .snippet(PARAMS)
         .snippet(super::gemm::LANES4)
         .constant("SG", sg as f64)
         .constant("WG", wg as f64)
