@@ -453,7 +453,7 @@ pub struct Variant {
     pub coop_sg: u32,
     /// The shared-memory tiled kernel for GPUs (gemm_tiled.wgsl).
     pub tiled: bool,
-    /// gemm.wgsl's `gemm_sg` (x shared through subgroup broadcasts) for a subgroup size of this many invocations;
+    /// gemm.wgsl's `gemm_sg` (x shared through subgroup shuffles) for a subgroup size of this many invocations;
     /// 0 for `gemm`.
     pub sg: u32,
 }
@@ -465,8 +465,8 @@ pub enum Kernel {
     Auto,
     /// gemm.wgsl: register blocks, no workgroup memory (CPU drivers; f16 activations).
     Plain,
-    /// gemm.wgsl's subgroup entry point: the same blocks, x read once per subgroup and broadcast (CPU drivers with
-    /// subgroups).
+    /// gemm.wgsl's subgroup entry point: the same blocks, each x value read by one lane and shuffled to the others
+    /// (CPU drivers with subgroups).
     Subgroup,
     /// gemm_tiled.wgsl: 128 x 128 tiles through workgroup memory (GPUs without tensor cores, or f32 weights).
     Tiled,
@@ -525,11 +525,8 @@ impl Variant {
     /// to 22.1–22.5 GFLOP/s. f16 activations keep `gemm`: lavapipe returned wrong products for subgroup loads of
     /// f16 x. `NAVA_GEMM_SUBGROUP=0` turns it off (a debug switch, see README).
     fn pick_subgroup(g: &Gpu, format: WeightFormat, f16: bool) -> Option<Self> {
-        let sg = g.caps.subgroup_size;
-        let off = std::env::var("NAVA_GEMM_SUBGROUP").is_ok_and(|v| v == "0");
         let plain = Self::pick(g, format, false);
-        let fits = g.caps.subgroup && sg.is_multiple_of(4) && (4..=64).contains(&sg) && plain.wg.is_multiple_of(sg);
-        (fits && !off && !f16).then_some(Self { sg, ..plain })
+        shuffle_subgroup(g).filter(|&sg| plain.wg.is_multiple_of(sg) && !f16).map(|sg| Self { sg, ..plain })
     }
 
     /// The tiled kernel: for GPUs (not CPU drivers, where barriers and workgroup memory are slow) with f32
@@ -589,6 +586,14 @@ impl Variant {
             sg: 0,
         })
     }
+}
+
+/// The subgroup size the shuffle kernels (`gemm_sg`, `matmul_sg`) are built for: the adapter's one subgroup size,
+/// a multiple of 4 up to 64 (x_lanes4 hands values round in fours). `NAVA_GEMM_SUBGROUP=0` turns both off.
+pub(crate) fn shuffle_subgroup(g: &Gpu) -> Option<u32> {
+    let sg = g.caps.subgroup_size;
+    let off = std::env::var("NAVA_GEMM_SUBGROUP").is_ok_and(|v| v == "0");
+    (g.caps.subgroup && sg.is_multiple_of(4) && (4..=64).contains(&sg) && !off).then_some(sg)
 }
 
 /// The tiled kernel's workgroup: 256 invocations, 8.3 KB of workgroup memory.

@@ -1,8 +1,7 @@
 //! Launcher for `shaders/matmul.wgsl`: a product of two activations, `y = alpha · op(A) · op(B)` with optional
 //! transposes, for attention whose head dim exceeds the flash kernel's 128 (the Wan2.2 VAE's single-head
-//! attention over C = 1024 channels, NAVA.md §7.1) and for attention on CPU drivers with subgroups (see
-//! `attention.rs`). f32 only; each operand must fit one binding. CPU drivers with fixed-size subgroups run the
-//! kernel `matmul_sg.wgsl` where B's rows are whole vec4s; others the 16 × 16 shared tiles.
+//! attention over C = 1024 channels, NAVA.md §7.1). f32 only; each operand must fit one binding. CPU drivers with
+//! fixed-size subgroups run `matmul_sg.wgsl` where B's rows are whole vec4s; others the 16 × 16 shared tiles.
 
 use crate::gpu::{spread, Access, DType, Family, Gpu, GpuTensor, Spec};
 
@@ -63,12 +62,10 @@ fn spec_sg(sg: u32, wg: u32, trans_a: bool, trans_b: bool) -> Spec {
         .constant("TB", trans_b as u32 as f64)
 }
 
-/// The subgroup size of `matmul_sg` on this device: CPU drivers with one subgroup size, a multiple of 4 up to 64
-/// (which divides the workgroup of 64). `NAVA_GEMM_SUBGROUP=0` turns it off with the GEMM's.
-pub(crate) fn subgroup_size(g: &Gpu) -> Option<u32> {
-    let sg = g.caps.subgroup_size;
-    let off = std::env::var("NAVA_GEMM_SUBGROUP").is_ok_and(|v| v == "0");
-    (g.adapter.is_cpu() && g.caps.subgroup && sg.is_multiple_of(4) && (4..=64).contains(&sg) && !off).then_some(sg)
+/// The subgroup size of `matmul_sg` on this device: CPU drivers where the subgroup GEMM's shuffles run
+/// ([`super::gemm::shuffle_subgroup`]; it divides the workgroup of 64).
+fn subgroup_size(g: &Gpu) -> Option<u32> {
+    super::gemm::shuffle_subgroup(g).filter(|_| g.adapter.is_cpu())
 }
 
 /// The variant this device runs (for `nava info`).
@@ -91,8 +88,7 @@ pub fn variant_label(g: &Gpu, n: usize, k: usize, trans_b: bool) -> String {
     }
 }
 
-/// `matmul_sg`'s workgroup for `n` columns: narrow products (attention's P·V, n = head dim) get fewer
-/// invocations, since every invocation past the last column still loads and multiplies.
+/// `matmul_sg`'s workgroup for `n` columns: narrow products get fewer invocations, since every invocation past the last column still loads and multiplies.
 fn sg_workgroup(sg: u32, n: usize) -> u32 {
     (n.div_ceil(4) as u32).next_multiple_of(sg).clamp(sg, SG_WG)
 }
@@ -106,15 +102,6 @@ pub fn variants() -> Vec<Spec> {
         }
     }
     v
-}
-
-/// One operand of [`matmul_strided`]: a matrix inside `t`, starting `offset` elements into it, rows `ld`
-/// elements apart.
-#[derive(Clone, Copy)]
-pub(crate) struct Strided<'a> {
-    pub t: &'a GpuTensor,
-    pub offset: usize,
-    pub ld: usize,
 }
 
 /// Options of [`matmul`]: `trans_a` reads A from a `[K, M]` tensor, `trans_b` reads B from `[N, K]`.
@@ -172,28 +159,7 @@ pub fn matmul(g: &Gpu, a: &GpuTensor, b: &GpuTensor, args: MatmulArgs) -> Result
         });
     }
     let y = g.alloc("matmul output", &[m, n], DType::F32)?;
-    matmul_strided(
-        g,
-        Strided { t: a, offset: 0, ld: a1 },
-        Strided { t: b, offset: 0, ld: b1 },
-        Strided { t: &y, offset: 0, ld: n },
-        [m, n, k],
-        args,
-    )?;
-    Ok(y)
-}
-
-/// `y = alpha · op(A) · op(B)` between matrices inside larger tensors (the heads of attention's `[L, H, D]`
-/// tensors). The caller checks the shapes; each tensor must fit one binding.
-pub(crate) fn matmul_strided(
-    g: &Gpu,
-    a: Strided,
-    b: Strided,
-    y: Strided,
-    [m, n, k]: [usize; 3],
-    args: MatmulArgs,
-) -> Result<(), KernelError> {
-    let (ab, bb, yb) = (a.t.binding(), b.t.binding(), y.t.binding());
+    let (ab, bb, yb) = (a.binding(), b.binding(), y.binding());
     let mut flags = 0;
     if args.trans_a {
         flags |= TRANS_A;
@@ -205,18 +171,18 @@ pub(crate) fn matmul_strided(
         m: m as u32,
         n: n as u32,
         k: k as u32,
-        lda: a.ld as u32,
-        ldb: b.ld as u32,
-        ldy: y.ld as u32,
-        a_shift: ab.word_shift + a.offset as u32,
-        b_shift: bb.word_shift + b.offset as u32,
-        y_shift: yb.word_shift + y.offset as u32,
+        lda: a1 as u32,
+        ldb: b1 as u32,
+        ldy: n as u32,
+        a_shift: ab.word_shift,
+        b_shift: bb.word_shift,
+        y_shift: yb.word_shift,
         flags,
         alpha: args.alpha,
         _pad: 0,
     };
     let max_groups = g.limits.max_compute_workgroups_per_dimension;
-    let b_vec4 = b.ld.is_multiple_of(4) && (params.b_shift as usize).is_multiple_of(4);
+    let b_vec4 = b1.is_multiple_of(4) && bb.word_shift.is_multiple_of(4);
     let k_vec4 = !args.trans_b || k.is_multiple_of(4);
     if let Some(sg) = subgroup_size(g).filter(|_| b_vec4 && k_vec4) {
         let wg = sg_workgroup(sg, n);
@@ -224,7 +190,7 @@ pub(crate) fn matmul_strided(
         let [gy, gz] = spread(m.div_ceil(SG_ROWS) as u32, max_groups);
         let pipe = g.pipeline(&spec_sg(sg, wg, args.trans_a, args.trans_b))?;
         g.dispatch(&pipe, &[ab, bb, yb], &params, [gx, gy, gz])?;
-        return Ok(());
+        return Ok(y);
     }
     let (gx, gy) = (n.div_ceil(TS) as u32, m.div_ceil(TS) as u32);
     if gx > max_groups || gy > max_groups {
@@ -233,5 +199,5 @@ pub(crate) fn matmul_strided(
     }
     let pipe = g.pipeline(&spec())?;
     g.dispatch(&pipe, &[ab, bb, yb], &params, [gx, gy, 1])?;
-    Ok(())
+    Ok(y)
 }
