@@ -12,6 +12,10 @@
 // four keys. The head dim is a runtime value on purpose: as a constant, drivers unroll the dim loops, and lavapipe
 // then took 60 s (D = 64) and 136 s (D = 128) to compile one pipeline instead of 3.5 s, for no speed gain.
 //
+// CPU drivers with subgroups run `attention_sg` (common/attention_subgroup.wgsl, appended to this file) for the
+// head dims it takes: on those drivers the run-time-indexed private arrays below cost one scalar access per lane
+// and element.
+//
 // A launch covers `lq` query rows and `lk` keys (one segment, or a chunk of one). When the keys of a row span
 // several launches, the unnormalised accumulator stays in `o` and (max, sum) in `st` between them (flags).
 

@@ -16,6 +16,12 @@ use super::{Check, KernelError};
 pub static FAMILY: Family = Family { name: "attention", source: include_str!("../../shaders/attention.wgsl") };
 pub static FAMILY_COOP: Family =
     Family { name: "attention_coop", source: include_str!("../../shaders/attention_coop.wgsl") };
+/// `attention_sg`, attention.wgsl's entry point for CPU drivers with subgroups.
+const SUBGROUP: &str = include_str!("../../shaders/common/attention_subgroup.wgsl");
+/// Query rows per subgroup of `attention_sg` (`TM` in the shader).
+const SUBGROUP_ROWS: u32 = 8;
+/// Head-dim chunks of 4·SG per lane that `attention_sg` holds at most (its accumulators a0 .. a3).
+const SUBGROUP_MAX_CHUNKS: u32 = 4;
 
 const OP: &str = "attention";
 
@@ -52,7 +58,7 @@ pub struct AttentionOptions<'a> {
     pub max_keys_per_launch: Option<usize>,
     /// Query rows per launch (default: as many as one binding holds).
     pub max_queries_per_launch: Option<usize>,
-    /// Workgroup shape; `None` picks by adapter type. For tests and benches.
+    /// Kernel and workgroup shape; `None` picks by adapter and head dim. For tests and benches.
     pub variant: Option<Variant>,
     /// The caller accepts f16 rounding of q, k, v and the probabilities (it runs with weights narrower than f32):
     /// adapters with f16 cooperative matrices then use tensor cores (`attention_coop.wgsl`).
@@ -88,46 +94,133 @@ const BIAS: u32 = 1;
 const RESUME: u32 = 2;
 const LAST: u32 = 4;
 
-/// Pipeline-cache key of one attention variant; label `attention.attention.q<rows per invocation>.t<WG>`. One
-/// pipeline serves every head dim.
+/// Which entry point of attention.wgsl runs, and its workgroup shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Variant {
-    /// Invocations per workgroup.
-    pub wg: u32,
-    /// Groups of four query rows per invocation (1 or 2).
-    pub qg: u32,
+pub enum Variant {
+    /// `attention`: `wg` invocations, each owning `qg` groups of four query rows (1 or 2). Label
+    /// `attention.attention.q<rows per invocation>.t<WG>`; one pipeline serves every head dim.
+    Rows { wg: u32, qg: u32 },
+    /// `attention_sg` (common/attention_subgroup.wgsl): eight query rows per subgroup, K, V and q values shared
+    /// through subgroup shuffles. Needs a CPU driver with subgroups of one size SG (a multiple of 4 up to 64) and
+    /// a head dim that is a multiple of 4·SG, at most 16·SG (on lavapipe, SG = 8: 32, 64, 96 or 128). Label
+    /// `attention.attention_sg.sg<SG>.c<head dim / 4·SG>`.
+    Subgroup,
 }
 
 impl Variant {
-    /// For CPU drivers, which run a workgroup on one thread: each K/V load serves eight query rows (on lavapipe
-    /// 1.3× faster than four).
-    pub const CPU: Variant = Variant { wg: 16, qg: 2 };
+    /// For CPU drivers without subgroups (and head dims the subgroup kernel does not take), which run a workgroup
+    /// on one thread: each K/V load serves eight query rows (on lavapipe 1.3× faster than four).
+    pub const CPU: Variant = Variant::Rows { wg: 16, qg: 2 };
     /// For GPUs: fewer private values per invocation, more invocations.
-    pub const GPU: Variant = Variant { wg: 64, qg: 1 };
+    pub const GPU: Variant = Variant::Rows { wg: 64, qg: 1 };
 
-    pub fn spec(self) -> Spec {
-        use Access::*;
-        Spec::new(&FAMILY, "attention", &[Read, Read, Read, Read, ReadWrite, ReadWrite])
-            .tag(&format!("q{}", 4 * self.qg))
-            .tag(&format!("t{}", self.wg))
-            .constant("WG", self.wg as f64)
-            .constant("QG", self.qg as f64)
+    /// The `attention` shape for this adapter type.
+    fn for_adapter(g: &Gpu) -> Self {
+        match if g.adapter.is_cpu() { Self::CPU } else { Self::GPU } {
+            Variant::Rows { wg, qg } => {
+                Variant::Rows { wg: wg.min(g.limits.max_compute_invocations_per_workgroup), qg }
+            }
+            v => v,
+        }
     }
+}
 
-    fn pick(g: &Gpu) -> Self {
-        let v = if g.adapter.is_cpu() { Self::CPU } else { Self::GPU };
-        Self { wg: v.wg.min(g.limits.max_compute_invocations_per_workgroup), ..v }
+/// A chosen kernel: its pipeline spec and the query rows one workgroup covers.
+struct Launch {
+    spec: Spec,
+    rows: usize,
+}
+
+fn rows_spec(wg: u32, qg: u32) -> Spec {
+    use Access::*;
+    Spec::new(&FAMILY, "attention", &[Read, Read, Read, Read, ReadWrite, ReadWrite])
+        .tag(&format!("q{}", 4 * qg))
+        .tag(&format!("t{wg}"))
+        .constant("WG", wg as f64)
+        .constant("QG", qg as f64)
+}
+
+/// `attention_sg` for subgroups of `sg` and head dim 4·`sg`·`chunks`; a workgroup holds four subgroups.
+fn subgroup_spec(sg: u32, chunks: u32) -> Spec {
+    use Access::*;
+    Spec::new(&FAMILY, "attention_sg", &[Read, Read, Read, Read, ReadWrite, ReadWrite])
+        .tag(&format!("sg{sg}"))
+        .tag(&format!("c{chunks}"))
+        .snippet(SUBGROUP)
+        .constant("WG", (4 * sg) as f64)
+        .constant("SG", sg as f64)
+        .constant("NC", chunks as f64)
+}
+
+/// (subgroup size, head-dim chunks per lane) of `attention_sg` for head dim `d` on this device, or why it cannot
+/// run. `NAVA_ATTENTION_SUBGROUP=0` turns it off where the kernel is picked automatically (a debug switch, see
+/// README).
+fn subgroup_fit(g: &Gpu, d: usize) -> Result<(u32, u32), String> {
+    let Some(sg) = super::gemm::shuffle_subgroup(g).filter(|_| g.adapter.is_cpu()) else {
+        return Err(format!(
+            "the subgroup attention kernel runs on CPU drivers with subgroups of one size, a multiple of 4 up to 64 \
+             (this adapter: {}, {})",
+            if g.adapter.is_cpu() { "a CPU driver" } else { "a GPU" },
+            match (g.caps.subgroup, g.caps.subgroup_size) {
+                (false, _) => "no subgroups".to_string(),
+                (true, 0) => "subgroups of varying size".to_string(),
+                (true, sg) => format!("{sg}-wide subgroups"),
+            }
+        ));
+    };
+    let lanes = 4 * sg as usize;
+    let chunks = d / lanes;
+    if !d.is_multiple_of(lanes) || chunks == 0 || chunks > SUBGROUP_MAX_CHUNKS as usize {
+        return Err(format!(
+            "head dim {d}: the subgroup attention kernel takes multiples of {lanes} up to {} on {sg}-wide subgroups",
+            lanes * SUBGROUP_MAX_CHUNKS as usize
+        ));
     }
+    if 4 * sg > g.limits.max_compute_invocations_per_workgroup {
+        return Err(format!("the subgroup attention kernel needs workgroups of {} invocations", 4 * sg));
+    }
+    Ok((sg, chunks as u32))
+}
 
-    /// Query rows per workgroup.
-    fn rows(self) -> usize {
-        (4 * self.qg * self.wg) as usize
+impl Launch {
+    /// The kernel for head dim `d`: `variant`, or with `None` the subgroup kernel where it runs well (CPU drivers
+    /// with subgroups, head dims it takes) and otherwise the `attention` shape for the adapter type.
+    fn of(g: &Gpu, variant: Option<Variant>, d: usize) -> Result<Self, KernelError> {
+        let variant = match variant {
+            Some(v) => v,
+            None if subgroup_fit(g, d).is_ok() && std::env::var("NAVA_ATTENTION_SUBGROUP").is_ok_and(|v| v == "0") => {
+                Variant::for_adapter(g)
+            }
+            None if subgroup_fit(g, d).is_ok() => Variant::Subgroup,
+            None => Variant::for_adapter(g),
+        };
+        match variant {
+            Variant::Subgroup => {
+                let (sg, chunks) = subgroup_fit(g, d).map_err(|what| KernelError::Unsupported { op: OP, what })?;
+                Ok(Launch { spec: subgroup_spec(sg, chunks), rows: (4 * SUBGROUP_ROWS) as usize })
+            }
+            Variant::Rows { wg, qg } if (qg == 1 || qg == 2) && wg > 0 => {
+                Ok(Launch { spec: rows_spec(wg, qg), rows: (4 * qg * wg) as usize })
+            }
+            v => Err(KernelError::Unsupported {
+                op: OP,
+                what: format!(
+                    "variant {v:?}: groups of four query rows per invocation must be 1 or 2, and WG positive"
+                ),
+            }),
+        }
     }
 }
 
 /// The variant this device runs (for `nava info`).
 pub fn selected(g: &Gpu) -> Vec<String> {
-    let mut v = vec![Variant::pick(g).spec().label];
+    let mut v: Vec<String> = Vec::new();
+    for d in [64, 128] {
+        if let Ok(l) = Launch::of(g, None, d) {
+            let label = format!("{} (head dim {d})", l.spec.label);
+            v.push(label);
+        }
+    }
     if let Some(sg) = coop_subgroup(g) {
         v.push(format!("{} (half precision allowed)", coop_spec(sg, MAX_HEAD_DIM).label));
     }
@@ -136,7 +229,8 @@ pub fn selected(g: &Gpu) -> Vec<String> {
 
 /// Every variant, for the validation test.
 pub fn variants() -> Vec<Spec> {
-    let mut v = vec![Variant::CPU.spec(), Variant::GPU.spec()];
+    let mut v = vec![rows_spec(16, 2), rows_spec(64, 1)];
+    v.extend([(4, 1), (8, 1), (8, 2), (8, 3), (8, 4), (16, 2), (32, 1)].map(|(sg, c)| subgroup_spec(sg, c)));
     v.extend([32, 64].into_iter().flat_map(|sg| [64, 128].map(|hd| coop_spec(sg, hd))));
     v
 }
@@ -177,7 +271,7 @@ fn coop_subgroup(g: &Gpu) -> Option<u32> {
 pub fn variant_label(g: &Gpu, half: bool, d: usize) -> String {
     match coop_subgroup(g) {
         Some(sg) if half && d.is_multiple_of(16) => coop_spec(sg, d).label,
-        _ => Variant::pick(g).spec().label,
+        _ => Launch::of(g, None, d).map_or_else(|e| e.to_string(), |l| l.spec.label),
     }
 }
 
@@ -242,19 +336,8 @@ pub fn attention(
             return Ok(out);
         }
     }
-    let variant = match opts.variant {
-        Some(v) if (v.qg == 1 || v.qg == 2) && v.wg > 0 => v,
-        Some(v) => {
-            return Err(KernelError::Unsupported {
-                op: OP,
-                what: format!(
-                    "variant {v:?}: groups of four query rows per invocation must be 1 or 2, and WG positive"
-                ),
-            })
-        }
-        None => Variant::pick(g),
-    };
-    let pipe = g.pipeline(&variant.spec())?;
+    let launch = Launch::of(g, opts.variant, d)?;
+    let pipe = g.pipeline(&launch.spec)?;
     let max = g.max_binding();
     let align = g.binding_align();
 
@@ -304,7 +387,7 @@ pub fn attention(
             let st_row = (heads * 2 * 4) as u64;
             let sb =
                 if split_keys { state.window(q0 as u64 * st_row, qc as u64 * st_row, align) } else { state.binding() };
-            let nqb = qc.div_ceil(variant.rows());
+            let nqb = qc.div_ceil(launch.rows);
             let k_end = seg.k_start + seg.k_len;
             for k0 in (seg.k_start..k_end).step_by(k_rows) {
                 let kc = k_rows.min(k_end - k0);

@@ -1,5 +1,6 @@
 //! Attention against a CPU reference written from the formula (f64 scores and softmax): odd lengths, Lq ≠ Lk,
-//! head dims 16–128, segments, scale 1.0 with a bias, launches split over keys and queries, and bad shapes.
+//! head dims 16–128, segments, scale 1.0 with a bias, launches split over keys and queries, both kernels
+//! (`attention` in two workgroup shapes and the subgroup kernel `attention_sg`), and bad shapes.
 //! `attention_speed` (ignored) prints GFLOP/s next to the f32 GEMM's.
 
 use nava::gpu::Gpu;
@@ -172,7 +173,7 @@ fn attention_both_workgroup_shapes() {
     let g = test_gpu();
     // The adapter picks one shape; run both here (8 rows per invocation for CPUs, 4 for GPUs).
     for (wg, qg) in [(16, 2), (64, 1), (8, 1)] {
-        let variant = Some(Variant { wg, qg });
+        let variant = Some(Variant::Rows { wg, qg });
         let seed = 500 + 10 * wg as u64 + qg as u64;
         check(g, case(45, 29, 2, 64), seed, Extra { variant, ..Default::default() });
         let segs = [Segment::new(0, 30, 0, 20), Segment::new(30, 9, 20, 9)];
@@ -183,6 +184,47 @@ fn attention_both_workgroup_shapes() {
             Extra { scale: Some(1.0), segments: Some(&segs), bias: true, split: Some((11, 6)), variant },
         );
     }
+}
+
+/// `attention_sg`, where the adapter can run it (CPU drivers with subgroups of one size, a multiple of 4 up to
+/// 64): chosen automatically for the head dims it takes, and right for every head dim it takes, lengths that are
+/// not multiples of its 8 rows per subgroup or 4·SG keys per block (and below both), several heads, segments, a
+/// bias with scale 1 and keys split across launches. Elsewhere, asking for it is refused by name.
+#[test]
+fn attention_subgroup_kernel() {
+    let g = test_gpu();
+    let sg = g.caps.subgroup_size as usize;
+    let runs = g.adapter.is_cpu() && g.caps.subgroup && sg.is_multiple_of(4) && (4..=64).contains(&sg);
+    let variant = Some(Variant::Subgroup);
+    if !runs {
+        let q = g.upload_f32("q", &[0.0; 64], &[1, 1, 64]).unwrap();
+        let opts = AttentionOptions { variant, ..Default::default() };
+        let e = attention(g, &q, &q, &q, opts).unwrap_err().to_string();
+        assert!(e.contains("the subgroup attention kernel runs on CPU drivers with subgroups"), "{e}");
+        return;
+    }
+    let lanes = 4 * sg;
+    if lanes <= 128 {
+        let selected = nava::kernels::attention::selected(g);
+        assert!(selected.iter().any(|l| l.contains("attention_sg")), "a CPU driver with subgroups: {selected:?}");
+    }
+    for (i, chunks) in (1..=4).filter(|c| c * lanes <= 128).enumerate() {
+        let d = chunks * lanes;
+        let seed = 600 + 100 * i as u64;
+        for (j, c) in [case(1, 1, 1, d), case(3, 5, 2, d), case(37, 2 * lanes + 3, 3, d), case(70, 90, 1, d)]
+            .into_iter()
+            .enumerate()
+        {
+            check(g, c, seed + 10 * j as u64, Extra { variant, ..Default::default() });
+        }
+        let segs = [Segment::new(0, 30, 0, 20), Segment::new(30, 9, 20, 9)];
+        let extra = Extra { scale: Some(1.0), segments: Some(&segs), bias: true, split: Some((11, 6)), variant };
+        check(g, case(39, 29, 2, d), seed + 50, extra);
+        check(g, case(45, 70, 2, d), seed + 60, Extra { split: Some((64, 33)), variant, ..Default::default() });
+    }
+    let q = g.upload_f32("q", &[0.0; 16], &[1, 1, 16]).unwrap();
+    let e = attention(g, &q, &q, &q, AttentionOptions { variant, ..Default::default() }).unwrap_err().to_string();
+    assert!(e.contains(&format!("head dim 16: the subgroup attention kernel takes multiples of {lanes} up to")), "{e}");
 }
 
 #[test]
