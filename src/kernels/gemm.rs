@@ -374,6 +374,18 @@ impl Weight {
                 ),
             });
         }
+        // The kernels read the words of four columns as one vec4 (see shaders/common/w_*.wgsl).
+        if !words.offset().is_multiple_of(16) {
+            return Err(KernelError::Unsupported {
+                op: "gemm weight",
+                what: format!(
+                    "a {} [{n}, {k}] weight whose words start {} bytes into their buffer: GEMM weights must start \
+                     on a 16-byte boundary; convert the model again",
+                    format.name(),
+                    words.offset()
+                ),
+            });
+        }
         let flat = |t: GpuTensor| {
             let n = t.numel();
             t.reshape(&[n]).expect("same element count")

@@ -149,6 +149,15 @@ fn gemm_rejects_wrong_shapes() {
     let bt = g.upload_f32("b", &[0.0; 3], &[3]).unwrap();
     let e = gemm(g, &xt, &wt, Epilogue { bias: Some(&bt), act: Act::None }).unwrap_err().to_string();
     assert!(e.contains("`bias` has shape [3]"), "{e}");
+    // Packed words already on the GPU must start on a 16-byte boundary (the kernels read four columns' words as
+    // one vec4): a view one word into its buffer is refused by name, the same words at the start are taken.
+    let words = g.upload_u32("words", &[0; 17], &[17]).unwrap();
+    let e = match Weight::from_words(WeightFormat::F32, 4, 4, words.rows(1, 16).unwrap(), None) {
+        Ok(_) => panic!("words one word into their buffer were taken"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("start 4 bytes into their buffer") && e.contains("16-byte boundary"), "{e}");
+    Weight::from_words(WeightFormat::F32, 4, 4, words.rows(0, 16).unwrap(), None).unwrap();
 }
 
 /// Row views (as the DiT uses for its video and audio rows) as input, bias, gate and output.
