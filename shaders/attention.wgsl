@@ -29,7 +29,7 @@ struct Params {
     lk: u32,        // keys in this launch
     h0: u32,        // first head of this launch
     hn: u32,        // heads in this launch
-    nqb: u32,       // query blocks per head: ceil(lq / (4·QG·WG))
+    nqb: u32,       // query blocks per head: ceil(lq / rows per workgroup), 4·QG·WG here, 32 in attention_sg
     heads: u32,     // H of the tensors (row stride of `st`, in (max, sum) pairs)
     ld4: u32,       // vec4s per row of q, k, v, o: H·D/4
     q_shift: u32,   // vec4 index of this launch's first query row in `q`
@@ -134,7 +134,18 @@ fn step(g: Group, prev: Softmax, s_in: mat4x4<f32>, j0: u32, j: vec4<u32>) -> So
     }
     let m = max(prev.m, max(max(s[0], s[1]), max(s[2], s[3])));
     let alpha = exp(prev.m - m);
-    let e = mat4x4<f32>(exp(s[0] - m), exp(s[1] - m), exp(s[2] - m), exp(s[3] - m));
+    var e = mat4x4<f32>(exp(s[0] - m), exp(s[1] - m), exp(s[2] - m), exp(s[3] - m));
+    // Keys past the end weigh nothing, also in a row whose every real key so far was masked by a -inf bias
+    // (there m = NEG, and exp(NEG - m) would be 1).
+    if (j0 + 3u >= p.lk) {
+        if (j0 + 1u >= p.lk) {
+            e[1] = vec4<f32>(0.0);
+        }
+        if (j0 + 2u >= p.lk) {
+            e[2] = vec4<f32>(0.0);
+        }
+        e[3] = vec4<f32>(0.0);
+    }
     return Softmax(m, prev.l * alpha + e[0] + e[1] + e[2] + e[3], alpha, transpose(e));
 }
 

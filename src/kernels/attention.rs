@@ -20,8 +20,11 @@ pub static FAMILY_COOP: Family =
 const SUBGROUP: &str = include_str!("../../shaders/common/attention_subgroup.wgsl");
 /// Query rows per subgroup of `attention_sg` (`TM` in the shader).
 const SUBGROUP_ROWS: u32 = 8;
-/// Head-dim chunks of 4·SG per lane that `attention_sg` holds at most (its accumulators a0 .. a3).
+/// Head-dim chunks that `attention_sg` holds at most (its accumulators a0 .. a3). A chunk is 4·SG dims: one
+/// vec4 per lane.
 const SUBGROUP_MAX_CHUNKS: u32 = 4;
+/// Subgroups per workgroup of `attention_sg`; each owns its own rows.
+const SUBGROUPS_PER_WORKGROUP: u32 = 4;
 
 const OP: &str = "attention";
 
@@ -102,7 +105,8 @@ pub enum Variant {
     Rows { wg: u32, qg: u32 },
     /// `attention_sg` (common/attention_subgroup.wgsl): eight query rows per subgroup, K, V and q values shared
     /// through subgroup shuffles. Needs a CPU driver with subgroups of one size SG (a multiple of 4 up to 64) and
-    /// a head dim that is a multiple of 4·SG, at most 16·SG (on lavapipe, SG = 8: 32, 64, 96 or 128). Label
+    /// a head dim that is a multiple of 4·SG, at most 16·SG and 128 (with lavapipe's 8-wide subgroups: 32, 64, 96
+    /// or 128). Label
     /// `attention.attention_sg.sg<SG>.c<head dim / 4·SG>`.
     Subgroup,
 }
@@ -140,14 +144,14 @@ fn rows_spec(wg: u32, qg: u32) -> Spec {
         .constant("QG", qg as f64)
 }
 
-/// `attention_sg` for subgroups of `sg` and head dim 4·`sg`·`chunks`; a workgroup holds four subgroups.
+/// `attention_sg` for subgroups of `sg` and head dim 4·`sg`·`chunks`.
 fn subgroup_spec(sg: u32, chunks: u32) -> Spec {
     use Access::*;
     Spec::new(&FAMILY, "attention_sg", &[Read, Read, Read, Read, ReadWrite, ReadWrite])
         .tag(&format!("sg{sg}"))
         .tag(&format!("c{chunks}"))
         .snippet(SUBGROUP)
-        .constant("WG", (4 * sg) as f64)
+        .constant("WG", (SUBGROUPS_PER_WORKGROUP * sg) as f64)
         .constant("SG", sg as f64)
         .constant("NC", chunks as f64)
 }
@@ -156,7 +160,7 @@ fn subgroup_spec(sg: u32, chunks: u32) -> Spec {
 /// run. `NAVA_ATTENTION_SUBGROUP=0` turns it off where the kernel is picked automatically (a debug switch, see
 /// README).
 fn subgroup_fit(g: &Gpu, d: usize) -> Result<(u32, u32), String> {
-    let Some(sg) = super::gemm::shuffle_subgroup(g).filter(|_| g.adapter.is_cpu()) else {
+    let Some(sg) = super::gemm::fixed_subgroup(g).filter(|_| g.adapter.is_cpu()) else {
         return Err(format!(
             "the subgroup attention kernel runs on CPU drivers with subgroups of one size, a multiple of 4 up to 64 \
              (this adapter: {}, {})",
@@ -168,18 +172,27 @@ fn subgroup_fit(g: &Gpu, d: usize) -> Result<(u32, u32), String> {
             }
         ));
     };
-    let lanes = 4 * sg as usize;
-    let chunks = d / lanes;
-    if !d.is_multiple_of(lanes) || chunks == 0 || chunks > SUBGROUP_MAX_CHUNKS as usize {
+    // One chunk of the head dim: a vec4 per lane.
+    let chunk = 4 * sg as usize;
+    let max_d = (chunk * SUBGROUP_MAX_CHUNKS as usize).min(MAX_HEAD_DIM) / chunk * chunk;
+    if max_d == 0 {
         return Err(format!(
-            "head dim {d}: the subgroup attention kernel takes multiples of {lanes} up to {} on {sg}-wide subgroups",
-            lanes * SUBGROUP_MAX_CHUNKS as usize
+            "the subgroup attention kernel takes head dims that are multiples of {chunk} on {sg}-wide subgroups, and \
+             none is at most {MAX_HEAD_DIM}"
         ));
     }
-    if 4 * sg > g.limits.max_compute_invocations_per_workgroup {
-        return Err(format!("the subgroup attention kernel needs workgroups of {} invocations", 4 * sg));
+    if !d.is_multiple_of(chunk) || d == 0 || d > max_d {
+        return Err(format!(
+            "head dim {d}: the subgroup attention kernel takes multiples of {chunk} up to {max_d} on {sg}-wide \
+             subgroups"
+        ));
     }
-    Ok((sg, chunks as u32))
+    let wg = SUBGROUPS_PER_WORKGROUP * sg;
+    if wg > g.limits.max_compute_invocations_per_workgroup {
+        return Err(format!("the subgroup attention kernel needs workgroups of {wg} invocations"));
+    }
+    let chunks = (d / chunk) as u32;
+    Ok((sg, chunks))
 }
 
 impl Launch {
@@ -188,16 +201,20 @@ impl Launch {
     fn of(g: &Gpu, variant: Option<Variant>, d: usize) -> Result<Self, KernelError> {
         let variant = match variant {
             Some(v) => v,
-            None if subgroup_fit(g, d).is_ok() && std::env::var("NAVA_ATTENTION_SUBGROUP").is_ok_and(|v| v == "0") => {
-                Variant::for_adapter(g)
+            None => {
+                let off = std::env::var("NAVA_ATTENTION_SUBGROUP").is_ok_and(|v| v == "0");
+                if !off && subgroup_fit(g, d).is_ok() {
+                    Variant::Subgroup
+                } else {
+                    Variant::for_adapter(g)
+                }
             }
-            None if subgroup_fit(g, d).is_ok() => Variant::Subgroup,
-            None => Variant::for_adapter(g),
         };
         match variant {
             Variant::Subgroup => {
                 let (sg, chunks) = subgroup_fit(g, d).map_err(|what| KernelError::Unsupported { op: OP, what })?;
-                Ok(Launch { spec: subgroup_spec(sg, chunks), rows: (4 * SUBGROUP_ROWS) as usize })
+                let rows = (SUBGROUPS_PER_WORKGROUP * SUBGROUP_ROWS) as usize;
+                Ok(Launch { spec: subgroup_spec(sg, chunks), rows })
             }
             Variant::Rows { wg, qg } if (qg == 1 || qg == 2) && wg > 0 => {
                 Ok(Launch { spec: rows_spec(wg, qg), rows: (4 * qg * wg) as usize })

@@ -379,8 +379,8 @@ impl Weight {
             return Err(KernelError::Unsupported {
                 op: "gemm weight",
                 what: format!(
-                    "a {} [{n}, {k}] weight whose words start {} bytes into their buffer: GEMM weights must start \
-                     on a 16-byte boundary; convert the model again",
+                    "a {} [{n}, {k}] weight whose words start {} bytes into their buffer: the GEMM kernels read \
+                     packed weights as vec4s, so they must start on a 16-byte boundary of their buffer",
                     format.name(),
                     words.offset()
                 ),
@@ -600,12 +600,18 @@ impl Variant {
     }
 }
 
-/// The subgroup size the shuffle kernels (`gemm_sg`, `matmul_sg`) are built for: the adapter's one subgroup size,
-/// a multiple of 4 up to 64 (x_lanes4 hands values round in fours). `NAVA_GEMM_SUBGROUP=0` turns both off.
+/// The subgroup size the shuffle kernels (`gemm_sg`, `matmul_sg`) are built for (see [`fixed_subgroup`]).
+/// `NAVA_GEMM_SUBGROUP=0` turns both off.
 pub(crate) fn shuffle_subgroup(g: &Gpu) -> Option<u32> {
-    let sg = g.caps.subgroup_size;
     let off = std::env::var("NAVA_GEMM_SUBGROUP").is_ok_and(|v| v == "0");
-    (g.caps.subgroup && sg.is_multiple_of(4) && (4..=64).contains(&sg) && !off).then_some(sg)
+    fixed_subgroup(g).filter(|_| !off)
+}
+
+/// The adapter's one subgroup size where it is a multiple of 4 up to 64: what the kernels that hand values round
+/// in fours by shuffles need (`gemm_sg`, `matmul_sg`, `attention_sg`).
+pub(crate) fn fixed_subgroup(g: &Gpu) -> Option<u32> {
+    let sg = g.caps.subgroup_size;
+    (g.caps.subgroup && sg.is_multiple_of(4) && (4..=64).contains(&sg)).then_some(sg)
 }
 
 /// The tiled kernel's workgroup: 256 invocations, 8.3 KB of workgroup memory.

@@ -187,9 +187,10 @@ fn attention_both_workgroup_shapes() {
 }
 
 /// `attention_sg`, where the adapter can run it (CPU drivers with subgroups of one size, a multiple of 4 up to
-/// 64): chosen automatically for the head dims it takes, and right for every head dim it takes, lengths that are
-/// not multiples of its 8 rows per subgroup or 4·SG keys per block (and below both), several heads, segments, a
-/// bias with scale 1 and keys split across launches. Elsewhere, asking for it is refused by name.
+/// 64): chosen automatically for the head dims it takes (unless `NAVA_ATTENTION_SUBGROUP=0`), and right for every
+/// head dim it takes, lengths that are not multiples of its 8 rows per subgroup or 4·SG keys per block (and below
+/// both), several heads, segments, a bias with scale 1 and keys split across launches. Elsewhere, asking for it
+/// is refused by name.
 #[test]
 fn attention_subgroup_kernel() {
     let g = test_gpu();
@@ -203,15 +204,16 @@ fn attention_subgroup_kernel() {
         assert!(e.contains("the subgroup attention kernel runs on CPU drivers with subgroups"), "{e}");
         return;
     }
-    let lanes = 4 * sg;
-    if lanes <= 128 {
+    let chunk = 4 * sg;
+    let off = std::env::var("NAVA_ATTENTION_SUBGROUP").is_ok_and(|v| v == "0");
+    if chunk <= 128 && !off {
         let selected = nava::kernels::attention::selected(g);
         assert!(selected.iter().any(|l| l.contains("attention_sg")), "a CPU driver with subgroups: {selected:?}");
     }
-    for (i, chunks) in (1..=4).filter(|c| c * lanes <= 128).enumerate() {
-        let d = chunks * lanes;
+    for (i, chunks) in (1..=4).filter(|c| c * chunk <= 128).enumerate() {
+        let d = chunks * chunk;
         let seed = 600 + 100 * i as u64;
-        for (j, c) in [case(1, 1, 1, d), case(3, 5, 2, d), case(37, 2 * lanes + 3, 3, d), case(70, 90, 1, d)]
+        for (j, c) in [case(1, 1, 1, d), case(3, 5, 2, d), case(37, 2 * chunk + 3, 3, d), case(70, 90, 1, d)]
             .into_iter()
             .enumerate()
         {
@@ -222,9 +224,72 @@ fn attention_subgroup_kernel() {
         check(g, case(39, 29, 2, d), seed + 50, extra);
         check(g, case(45, 70, 2, d), seed + 60, Extra { split: Some((64, 33)), variant, ..Default::default() });
     }
-    let q = g.upload_f32("q", &[0.0; 16], &[1, 1, 16]).unwrap();
+    // Head dim 4 is never a multiple of 4·SG ≥ 16.
+    let q = g.upload_f32("q", &[0.0; 4], &[1, 1, 4]).unwrap();
     let e = attention(g, &q, &q, &q, AttentionOptions { variant, ..Default::default() }).unwrap_err().to_string();
-    assert!(e.contains(&format!("head dim 16: the subgroup attention kernel takes multiples of {lanes} up to")), "{e}");
+    assert!(e.contains(&format!("head dim 4: the subgroup attention kernel takes multiples of {chunk}")), "{e}");
+}
+
+/// Rows whose every key is masked by a -inf bias give zeros, and keys masked for part of a row weigh nothing, in
+/// both kernels, also where the keys end inside a block (11 keys) and where they are split across launches.
+#[test]
+fn attention_fully_masked_rows_give_zeros() {
+    let g = test_gpu();
+    let (lq, lk, heads) = (13, 11, 2);
+    let sg = g.caps.subgroup_size as usize;
+    let mut variants = vec![Some(Variant::CPU), Some(Variant::GPU)];
+    let mut dims = vec![16];
+    if g.adapter.is_cpu() && g.caps.subgroup && sg.is_multiple_of(4) && (4..=32).contains(&sg) {
+        variants.push(Some(Variant::Subgroup));
+        dims = vec![4 * sg];
+    }
+    for d in dims {
+        let q = rand_vec(700, lq * heads * d);
+        let k = rand_vec(701, lk * heads * d);
+        let v = rand_vec(702, lk * heads * d);
+        let mut bias = rand_vec(703, heads * lq * lk);
+        for h in 0..heads {
+            for i in 0..lq {
+                let row = &mut bias[(h * lq + i) * lk..][..lk];
+                match i % 3 {
+                    0 => row.fill(f32::NEG_INFINITY),      // every key masked
+                    1 => row[..7].fill(f32::NEG_INFINITY), // the first keys (a first key chunk) masked
+                    _ => {}
+                }
+            }
+        }
+        let qt = g.upload_f32("q", &q, &[lq, heads, d]).unwrap();
+        let kt = g.upload_f32("k", &k, &[lk, heads, d]).unwrap();
+        let vt = g.upload_f32("v", &v, &[lk, heads, d]).unwrap();
+        let bt = g.upload_f32("bias", &bias, &[heads, lq, lk]).unwrap();
+        let c = case(lq, lk, heads, d);
+        let whole = [Segment::new(0, lq, 0, lk)];
+        let mut want = reference(&c, &q, &k, &v, 1.0, &whole, Some(&bias));
+        for (e, x) in want.iter_mut().enumerate() {
+            if (e / (heads * d)) % 3 == 0 {
+                *x = 0.0;
+            }
+        }
+        for variant in &variants {
+            for split in [None, Some((5, 4))] {
+                let opts = AttentionOptions {
+                    scale: Some(1.0),
+                    bias: Some(&bt),
+                    variant: *variant,
+                    max_queries_per_launch: split.map(|s| s.0),
+                    max_keys_per_launch: split.map(|s| s.1),
+                    ..Default::default()
+                };
+                let got = g.read_f32_blocking(&attention(g, &qt, &kt, &vt, opts).unwrap()).unwrap();
+                assert_close(
+                    &format!("masked rows D {d} {variant:?} split {split:?}"),
+                    &got,
+                    &want,
+                    Tol::new(2e-5, 2e-5),
+                );
+            }
+        }
+    }
 }
 
 #[test]
