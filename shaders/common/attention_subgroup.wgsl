@@ -11,7 +11,8 @@
 //   sums, added across the subgroup at the end;
 // - for P·V, lane l owns dims 4(l + SG·c) .. 4(l + SG·c) + 3 of every row for chunks c < NC, in four
 //   accumulator arrays (a0 .. a3, one per chunk, so that no index depends on NC), and takes the four
-//   probabilities of each source lane's keys with one vec4 shuffle per row.
+//   probabilities of each source lane's keys with one vec4 shuffle per row; at most two chunks per pass over
+//   the block's keys.
 // SG is the adapter's fixed subgroup size and the head dim is 4·SG·NC with NC ≤ 4. TM is a constant: private
 // arrays cannot be sized by override constants, and 8 measured best on lavapipe (4 and 6 slower; 10, 12 and 16
 // two to five times slower).
@@ -27,6 +28,25 @@ fn pv_chunk(acc: ptr<function, Rows4>, pv: ptr<function, Rows4>, vo: vec4<u32>) 
     let vm = mat4x4<f32>(v[vo.x], v[vo.y], v[vo.z], v[vo.w]);
     for (var r = 0u; r < TM; r++) {
         (*acc)[r] += vm * (*pv)[r];
+    }
+}
+
+// P·V for the chunks c0 (into a) and c0 + 1 (into b, where NC > c0 + 1): the four keys of each source lane in
+// turn, their probabilities by one shuffle per row. Two chunks per pass: with all four in one pass (head dim 128
+// on lavapipe) the accumulators spilled and attention ran 1.3–1.5× slower.
+fn pv_pass(a: ptr<function, Rows4>, b: ptr<function, Rows4>, pr: ptr<function, Rows4>, j0: u32, vb: vec4<u32>,
+           c0: u32) {
+    for (var src = 0u; src < SG; src++) {
+        let jj = min(vec4<u32>(j0 + 4u * src) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.lk - 1u));
+        let vo = vb + jj * p.ld4 + vec4<u32>(c0 * SG);
+        var pv: Rows4;
+        for (var r = 0u; r < TM; r++) {
+            pv[r] = subgroupShuffle((*pr)[r], src);
+        }
+        pv_chunk(a, &pv, vo);
+        if (NC > c0 + 1u) {
+            pv_chunk(b, &pv, vo + vec4<u32>(SG));
+        }
     }
 }
 
@@ -151,25 +171,10 @@ fn attention_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         if (NC > 3u) {
             scale_chunk(&a3, &alpha);
         }
-        // P·V: the four keys of each source lane in turn.
         let vb = vec4<u32>(p.v_shift + hd + lane);
-        for (var src = 0u; src < SG; src++) {
-            let jj = min(vec4<u32>(j0 + 4u * src) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.lk - 1u));
-            let vo = vb + jj * p.ld4;
-            var pv: Rows4;
-            for (var r = 0u; r < TM; r++) {
-                pv[r] = subgroupShuffle(pr[r], src);
-            }
-            pv_chunk(&a0, &pv, vo);
-            if (NC > 1u) {
-                pv_chunk(&a1, &pv, vo + vec4<u32>(SG));
-            }
-            if (NC > 2u) {
-                pv_chunk(&a2, &pv, vo + vec4<u32>(2u * SG));
-            }
-            if (NC > 3u) {
-                pv_chunk(&a3, &pv, vo + vec4<u32>(3u * SG));
-            }
+        pv_pass(&a0, &a1, &pr, j0, vb, 0u);
+        if (NC > 2u) {
+            pv_pass(&a2, &a3, &pr, j0, vb, 2u);
         }
     }
 
