@@ -106,8 +106,7 @@ pub enum Variant {
     /// `attention_sg` (common/attention_subgroup.wgsl): eight query rows per subgroup, K, V and q values shared
     /// through subgroup shuffles. Needs a CPU driver with subgroups of one size SG (a multiple of 4 up to 64) and
     /// a head dim that is a multiple of 4·SG, at most 16·SG and 128 (with lavapipe's 8-wide subgroups: 32, 64, 96
-    /// or 128). Label
-    /// `attention.attention_sg.sg<SG>.c<head dim / 4·SG>`.
+    /// or 128). Label `attention.attention_sg.sg<SG>.c<head dim / 4·SG>`.
     Subgroup,
 }
 
